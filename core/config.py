@@ -1,0 +1,246 @@
+"""Settings: the only place that reads the environment.
+
+Every setting comes from the process environment or a `.env` file in the working
+directory, is typed and validated at start, and is documented in `.env.example`.
+Groups (`database`, `redis`, `llm`, `market_data`, ...) are separate settings classes
+with their own prefix, so the variables stay flat (`DATABASE_URL`, `REDIS_URL`)
+while the code reads `settings.database.url`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from limits import parse_many
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.exceptions import ConfigError
+
+ENV_FILE = ".env"
+
+
+def _config(prefix: str = "") -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix,
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class MarketDataSource(StrEnum):
+    SIMULATED = "simulated"
+    BINANCE = "binance"
+    COINBASE = "coinbase"
+    HYPERLIQUID = "hyperliquid"
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = _config("DATABASE_")
+
+    url: str = Field(
+        default="",
+        description="SQLAlchemy async URL; empty means a SQLite file in DATA_DIR.",
+    )
+    pool_size: int = Field(default=10, ge=1, le=200)
+    max_overflow: int = Field(default=20, ge=0, le=500)
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if not value:
+            return value
+        # Accept the URLs people paste from their provider and pick the async driver.
+        if value.startswith(("postgres://", "postgresql://")):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if value.startswith("sqlite://") and not value.startswith("sqlite+aiosqlite://"):
+            return "sqlite+aiosqlite://" + value.split("://", 1)[1]
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("must be a postgresql:// or sqlite:// URL")
+        return value
+
+
+class RedisSettings(BaseSettings):
+    model_config = _config("REDIS_")
+
+    url: str = Field(default="", description="redis://host:port/db; empty means in-process.")
+    health_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+    socket_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
+class LLMSettings(BaseSettings):
+    model_config = _config()
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: SecretStr | None = None
+    openrouter_api_key: SecretStr | None = None
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+
+class MarketDataSettings(BaseSettings):
+    model_config = _config()
+
+    market_data_source: MarketDataSource = MarketDataSource.SIMULATED
+    alpha_vantage_api_key: SecretStr | None = None
+    simulation_seed: int = 42
+    simulation_tick_seconds: float = Field(default=1.0, gt=0, le=60)
+
+
+class WebSocketSettings(BaseSettings):
+    model_config = _config("WS_")
+
+    queue_size: int = Field(default=1000, ge=1, le=100_000)
+    heartbeat_seconds: float = Field(default=20.0, gt=0, le=600)
+    heartbeat_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = _config()
+
+    environment: Environment = Environment.LOCAL
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "console"] = "console"
+    api_prefix: str = "/api/v1"
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:3000"]
+    )
+    auth_enabled: bool = False
+    secret_key: SecretStr | None = None
+    rate_limit_default: str = "300/minute"
+    run_migrations: bool = True
+    load_seed_data: bool = True
+    solo_user_email: str = "solo@localhost"
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    market_data: MarketDataSettings = Field(default_factory=MarketDataSettings)
+    websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("api_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str) -> str:
+        if not value.startswith("/") or value.endswith("/"):
+            raise ValueError("must start with '/' and not end with '/'")
+        return value
+
+    @field_validator("rate_limit_default")
+    @classmethod
+    def _rate_limit_shape(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError as e:
+            raise ValueError(f"not a rate limit such as '300/minute': {e}") from e
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_local_defaults_in_production(self) -> Self:
+        if self.environment is Environment.PRODUCTION:
+            if self.auth_enabled and self.secret_key is None:
+                raise ValueError("SECRET_KEY is required when AUTH_ENABLED in production")
+            if not self.database.url:
+                raise ValueError("DATABASE_URL is required in production")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'cival.db'}"
+
+    def resolved_secret_key(self) -> SecretStr:
+        """The configured secret, or one generated once and kept in the data dir (solo mode)."""
+        if self.secret_key is not None:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return SecretStr(path.read_text(encoding="utf-8").strip())
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key, encoding="utf-8")
+        path.chmod(0o600)
+        return SecretStr(key)
+
+
+# Which variable each group's field reads, for error messages.
+_GROUP_PREFIX = {
+    "database": "DATABASE_",
+    "redis": "REDIS_",
+    "llm": "",
+    "market_data": "",
+    "websocket": "WS_",
+}
+
+
+def _variable_name(loc: tuple[int | str, ...], group_prefix: str) -> str:
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    if parts and parts[0] in _GROUP_PREFIX:
+        return (_GROUP_PREFIX[parts[0]] + "_".join(parts[1:])).upper()
+    return (group_prefix + "_".join(parts)).upper() or "settings"
+
+
+def _one_line(error: ValidationError, group_prefix: str = "") -> str:
+    first = error.errors()[0]
+    name = _variable_name(first["loc"], group_prefix)
+    reason = first["msg"].removeprefix("Value error, ")
+    return f"invalid setting {name}: {reason}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; a bad value raises ConfigError naming the variable."""
+    groups: dict[str, type[BaseSettings]] = {
+        "database": DatabaseSettings,
+        "redis": RedisSettings,
+        "llm": LLMSettings,
+        "market_data": MarketDataSettings,
+        "websocket": WebSocketSettings,
+    }
+    built: dict[str, Any] = {}
+    for name, cls in groups.items():
+        if name in overrides:
+            continue
+        try:
+            built[name] = cls()
+        except ValidationError as e:
+            raise ConfigError(_one_line(e, _GROUP_PREFIX[name])) from e
+    try:
+        return Settings(**built, **overrides)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e)) from e
