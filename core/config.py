@@ -76,6 +76,9 @@ class RedisSettings(BaseSettings):
     model_config = _config("REDIS_")
 
     url: str = Field(default="", description="redis://host:port/db; empty means in-process.")
+    namespace: str = Field(
+        default="cival", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Prefix of keys/channels."
+    )
     health_interval_seconds: float = Field(default=2.0, gt=0, le=60)
     socket_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
 
@@ -213,14 +216,15 @@ def _variable_name(loc: tuple[int | str, ...], group_prefix: str) -> str:
     parts = [str(p) for p in loc if not isinstance(p, int)]
     if parts and parts[0] in _GROUP_PREFIX:
         return (_GROUP_PREFIX[parts[0]] + "_".join(parts[1:])).upper()
-    return (group_prefix + "_".join(parts)).upper() or "settings"
+    return (group_prefix + "_".join(parts)).upper()
 
 
 def _one_line(error: ValidationError, group_prefix: str = "") -> str:
     first = error.errors()[0]
-    name = _variable_name(first["loc"], group_prefix)
     reason = first["msg"].removeprefix("Value error, ")
-    return f"invalid setting {name}: {reason}"
+    if not first["loc"]:
+        return f"invalid settings: {reason}"
+    return f"invalid setting {_variable_name(first['loc'], group_prefix)}: {reason}"
 
 
 def load_settings(**overrides: Any) -> Settings:

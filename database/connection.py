@@ -16,12 +16,15 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 # Which BEGIN the next SQLite transaction on this task emits.
-_sqlite_begin: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "sqlite_begin", default="BEGIN"
-)
+_sqlite_begin: contextvars.ContextVar[str] = contextvars.ContextVar("sqlite_begin", default="BEGIN")
 
 
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:

@@ -49,7 +49,7 @@ def pg_url(database: str) -> str:
     return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
 
 
-async def _pg_admin(sql: str) -> None:
+async def pg_admin(sql: str) -> None:
     conn = await asyncpg.connect(_pg_dsn("postgres"), timeout=5)
     try:
         await conn.execute(sql)
@@ -64,7 +64,7 @@ def _run(coro: Any) -> Any:
 @pytest.fixture(scope="session")
 def postgres_available() -> bool:
     try:
-        _run(_pg_admin("SELECT 1"))
+        _run(pg_admin("SELECT 1"))
     except (OSError, asyncpg.PostgresError) as e:
         _missing("PostgreSQL", str(e))
     return True
@@ -74,7 +74,7 @@ def postgres_available() -> bool:
 def pg_template(postgres_available: bool) -> Iterator[str]:
     """A PostgreSQL database at migration head, used only as a template."""
     name = f"cival_tmpl_{uuid.uuid4().hex[:10]}"
-    _run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    _run(pg_admin(f'CREATE DATABASE "{name}"'))
 
     async def migrate() -> None:
         engine = create_async_engine(pg_url(name))
@@ -83,7 +83,7 @@ def pg_template(postgres_available: bool) -> Iterator[str]:
 
     _run(migrate())
     yield name
-    _run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -103,9 +103,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh_postgres_url(pg_template: str) -> Iterator[str]:
     """A migrated PostgreSQL database of this test's own, dropped afterwards."""
     name = f"cival_test_{uuid.uuid4().hex[:12]}"
-    _run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    _run(pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
     yield pg_url(name)
-    _run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -1,5 +1,91 @@
 """ORM models, all imported here so Alembic sees every table on `Base.metadata`."""
 
+from database.models.agent import (
+    Agent,
+    AgentDecision,
+    AgentFile,
+    LLMCall,
+)
 from database.models.base import Base
+from database.models.market import (
+    OHLCVCandle,
+    OrderBookSnapshot,
+    PriceTicker,
+    TradingPair,
+    WatchlistItem,
+)
+from database.models.strategy import Strategy
+from database.models.system import AppLog, EventOutbox, SystemMetric
+from database.models.trading import (
+    OPEN_ORDER_STATUSES,
+    AccountBalance,
+    ExchangeCredential,
+    Order,
+    PortfolioSnapshot,
+    Position,
+    Trade,
+    TradingAccount,
+)
+from database.models.user import User
+from models.enums import (
+    AccountType,
+    AgentStatus,
+    AssetClass,
+    DecisionStatus,
+    DecisionType,
+    FileProcessingStatus,
+    Liquidity,
+    LLMProvider,
+    LogLevel,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    RiskLevel,
+    StrategyType,
+    Timeframe,
+    TimeInForce,
+    UserRole,
+)
 
-__all__ = ["Base"]
+__all__ = [
+    "OPEN_ORDER_STATUSES",
+    "AccountBalance",
+    "AccountType",
+    "Agent",
+    "AgentDecision",
+    "AgentFile",
+    "AgentStatus",
+    "AppLog",
+    "AssetClass",
+    "Base",
+    "DecisionStatus",
+    "DecisionType",
+    "EventOutbox",
+    "ExchangeCredential",
+    "FileProcessingStatus",
+    "LLMCall",
+    "LLMProvider",
+    "Liquidity",
+    "LogLevel",
+    "OHLCVCandle",
+    "Order",
+    "OrderBookSnapshot",
+    "OrderSide",
+    "OrderStatus",
+    "OrderType",
+    "PortfolioSnapshot",
+    "Position",
+    "PriceTicker",
+    "RiskLevel",
+    "Strategy",
+    "StrategyType",
+    "SystemMetric",
+    "TimeInForce",
+    "Timeframe",
+    "Trade",
+    "TradingAccount",
+    "TradingPair",
+    "User",
+    "UserRole",
+    "WatchlistItem",
+]

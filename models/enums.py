@@ -1,0 +1,121 @@
+"""The domain's closed vocabularies, shared by the API models, the ORM and the services.
+
+The database keeps each as a CHECK list (database/models/constraints.py builds it from
+the enum), so a value added here reaches the schema through a migration.
+"""
+
+from enum import StrEnum
+
+
+class UserRole(StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+
+
+class AgentStatus(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    PAUSED = "paused"
+    ERROR = "error"
+
+
+class LLMProvider(StrEnum):
+    LOCAL = "local"
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    OPENROUTER = "openrouter"
+    # Any server speaking the OpenAI API (Ollama, vLLM), reached at a configured base URL.
+    OPENAI_COMPATIBLE = "openai_compatible"
+
+
+class DecisionType(StrEnum):
+    TRADE = "trade"
+    HOLD = "hold"
+    REBALANCE = "rebalance"
+    ANALYSIS = "analysis"
+    RISK_CHECK = "risk_check"
+
+
+class DecisionStatus(StrEnum):
+    EXECUTED = "executed"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+class FileProcessingStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    ERROR = "error"
+
+
+class StrategyType(StrEnum):
+    MOMENTUM = "momentum"
+    MEAN_REVERSION = "mean_reversion"
+    ARBITRAGE = "arbitrage"
+    ML_PREDICTION = "ml_prediction"
+    CUSTOM = "custom"
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class AccountType(StrEnum):
+    PAPER = "paper"
+    TESTNET = "testnet"
+    MAINNET = "mainnet"
+
+
+class OrderSide(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    PARTIAL = "partial"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+class Liquidity(StrEnum):
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+class AssetClass(StrEnum):
+    CRYPTO = "crypto"
+    EQUITY = "equity"
+
+
+class Timeframe(StrEnum):
+    M1 = "1m"
+    M5 = "5m"
+    H1 = "1h"
+    D1 = "1d"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"

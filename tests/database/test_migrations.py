@@ -1,0 +1,357 @@
+"""The migration builds the schema the models describe, on SQLite and PostgreSQL, and
+enforces the constraints autogenerate cannot compare (CHECKs, partial unique indexes,
+ON DELETE rules)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Column, MetaData, String, delete, func, inspect, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from database.connection import Database
+from database.migrate import downgrade, upgrade
+from database.models import (
+    AccountBalance,
+    Agent,
+    AgentDecision,
+    Base,
+    EventOutbox,
+    Order,
+    TradingAccount,
+    User,
+)
+from database.models.types import utcnow
+from tests.conftest import pg_admin, pg_url
+from tests.factories import (
+    create_account,
+    create_agent,
+    create_llm_call,
+    create_order,
+    create_position,
+    create_trade,
+    create_user,
+)
+
+SCHEMA_DOC = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
+
+SEED_1_TABLES = {
+    "agents",
+    "agent_decisions",
+    "agent_files",
+    "agent_paper_accounts",
+    "agent_paper_trades",
+    "agent_portfolios",
+    "market_data",
+    "trading_strategies",
+    "system_metrics",
+    "app_logs",
+    "realtime_events",
+    "master_wallet",
+    "wallet_balances",
+}
+SEED_2_TABLES = {
+    "users",
+    "trading_agents",
+    "trading_accounts",
+    "orders",
+    "trades",
+    "positions",
+    "trading_pairs",
+    "price_tickers",
+    "market_data_ohlcv",
+    "order_book_snapshots",
+    "portfolio_snapshots",
+    "watchlist",
+}
+
+
+def _diff(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with nothing in it, not even alembic's version table."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    request.getfixturevalue("postgres_available")
+    name = f"cival_empty_{uuid.uuid4().hex[:12]}"
+    _run_admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_url(name)
+    finally:
+        _run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _run_admin(sql: str) -> None:
+    asyncio.run(pg_admin(sql))
+
+
+@pytest.fixture
+async def empty_engine(empty_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = Database(empty_database_url).engine
+    yield engine
+    await engine.dispose()
+
+
+class TestRoundTrip:
+    async def test_upgrade_downgrade_upgrade_leaves_the_full_schema(
+        self, empty_engine: AsyncEngine
+    ) -> None:
+        model_tables = set(Base.metadata.tables)
+
+        await upgrade(empty_engine)
+        async with empty_engine.connect() as conn:
+            assert await conn.run_sync(_tables) == model_tables | {"alembic_version"}
+
+        await downgrade(empty_engine, "base")
+        async with empty_engine.connect() as conn:
+            assert await conn.run_sync(_tables) == {"alembic_version"}
+
+        await upgrade(empty_engine)
+        async with empty_engine.connect() as conn:
+            assert await conn.run_sync(_tables) == model_tables | {"alembic_version"}
+            assert await conn.run_sync(_diff) == []
+
+
+class TestModelParity:
+    async def test_migrated_schema_matches_the_models(self, db: Database) -> None:
+        async with db.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+
+    async def test_comparison_reports_a_column_the_migration_lacks(self, db: Database) -> None:
+        # The parity test above is only worth something if the comparison can fail.
+        altered = MetaData(naming_convention=Base.metadata.naming_convention)
+        for table in Base.metadata.tables.values():
+            table.to_metadata(altered)
+        altered.tables["users"].append_column(Column("nickname", String(50)))
+
+        async with db.engine.connect() as conn:
+            diff = await conn.run_sync(_diff, altered)
+
+        assert [(op[0], op[2], op[3].name) for op in diff] == [("add_column", "users", "nickname")]
+
+
+def _mapping_rows(doc: str, heading: str) -> list[list[str]]:
+    section = doc.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+def _names(cell: str) -> set[str]:
+    return set(re.findall(r"`([a-z_0-9]+)`", cell))
+
+
+class TestSchemaDoc:
+    def test_every_seed_table_is_mapped_to_existing_tables(self) -> None:
+        rows = _mapping_rows(SCHEMA_DOC.read_text(encoding="utf-8"), "Seed table mapping")
+        seed_tables = {(row[0].strip("`"), row[1]) for row in rows}
+        targets = set().union(*(_names(row[2]) for row in rows))
+
+        assert seed_tables == {(t, "1") for t in SEED_1_TABLES} | {(t, "2") for t in SEED_2_TABLES}
+        assert all(_names(row[2]) for row in rows)
+        assert targets <= set(Base.metadata.tables)
+
+    def test_every_table_is_a_seed_target_or_documented_as_new(self) -> None:
+        doc = SCHEMA_DOC.read_text(encoding="utf-8")
+        targets = set().union(*(_names(row[2]) for row in _mapping_rows(doc, "Seed table mapping")))
+        new = {row[0].strip("`") for row in _mapping_rows(doc, "Tables new in this schema")}
+
+        assert targets | new == set(Base.metadata.tables)
+        assert not targets & new
+
+
+class TestAgentConstraints:
+    @pytest.mark.parametrize("value", ["0", "0.5", "1"])
+    async def test_accepts_risk_tolerance_within_zero_and_one(
+        self, db: Database, value: str
+    ) -> None:
+        # '1' is stored as '1.000000000000000000' on SQLite: a text CHECK would refuse it.
+        agent = await create_agent(db, risk_tolerance=value)
+        async with db.read() as session:
+            stored = (await session.get_one(Agent, agent.id)).risk_tolerance
+        assert str(stored) == value
+
+    @pytest.mark.parametrize("value", ["-0.01", "1.01", "10"])
+    async def test_refuses_risk_tolerance_outside_zero_and_one(
+        self, db: Database, value: str
+    ) -> None:
+        with pytest.raises(IntegrityError, match="risk_tolerance"):
+            await create_agent(db, risk_tolerance=value)
+
+    async def test_refuses_an_unknown_provider(self, db: Database) -> None:
+        with pytest.raises(IntegrityError, match="llm_provider"):
+            await create_agent(db, llm_provider="acme")
+
+    async def test_live_names_are_unique_per_user(self, db: Database) -> None:
+        user = await create_user(db)
+        await create_agent(db, user_id=user.id, name="Scout")
+        await create_agent(db, name="Scout")  # another user
+
+        with pytest.raises(IntegrityError):
+            await create_agent(db, user_id=user.id, name="Scout")
+
+    async def test_a_deleted_agent_frees_its_name(self, db: Database) -> None:
+        user = await create_user(db)
+        await create_agent(db, user_id=user.id, name="Scout", deleted_at=utcnow())
+
+        await create_agent(db, user_id=user.id, name="Scout")
+
+    async def test_a_deleted_agent_cannot_be_active(self, db: Database) -> None:
+        with pytest.raises(IntegrityError, match="deleted_not_active"):
+            await create_agent(db, status="active", deleted_at=utcnow())
+
+
+class TestAccountConstraints:
+    async def test_a_users_own_account_names_are_unique(self, db: Database) -> None:
+        # agent_id is NULL here: a plain UNIQUE(user_id, agent_id, name) would allow both.
+        user = await create_user(db)
+        await create_account(db, user_id=user.id, account_name="Main")
+
+        with pytest.raises(IntegrityError):
+            await create_account(db, user_id=user.id, account_name="Main")
+
+    async def test_agents_may_reuse_an_account_name(self, db: Database) -> None:
+        user = await create_user(db)
+        first = await create_agent(db, user_id=user.id)
+        second = await create_agent(db, user_id=user.id)
+        await create_account(db, user_id=user.id, agent_id=first.id, account_name="Primary")
+        await create_account(db, user_id=user.id, agent_id=second.id, account_name="Primary")
+        await create_account(db, user_id=user.id, account_name="Primary")
+
+        with pytest.raises(IntegrityError):
+            await create_account(db, user_id=user.id, agent_id=first.id, account_name="Primary")
+
+    async def test_a_user_has_at_most_one_default_account(self, db: Database) -> None:
+        user = await create_user(db)
+        await create_account(db, user_id=user.id, is_default=True)
+        await create_account(db, user_id=user.id, is_default=False)
+        await create_account(db, is_default=True)  # another user
+
+        with pytest.raises(IntegrityError):
+            await create_account(db, user_id=user.id, is_default=True)
+
+    async def test_an_agents_account_cannot_be_the_default(self, db: Database) -> None:
+        agent = await create_agent(db)
+        with pytest.raises(IntegrityError, match="default_has_no_agent"):
+            await create_account(db, user_id=agent.user_id, agent_id=agent.id, is_default=True)
+
+    async def test_refuses_a_negative_balance(self, db: Database) -> None:
+        with pytest.raises(IntegrityError, match="free_non_negative"):
+            await create_account(db, balances={"BTC": "-0.000000000000000001"})
+
+
+class TestOrderConstraints:
+    async def test_client_order_ids_are_unique_per_account_and_optional(self, db: Database) -> None:
+        account = await create_account(db)
+        other = await create_account(db)
+        await create_order(db, account=account, client_order_id="abc")
+        await create_order(db, account=other, client_order_id="abc")
+        await create_order(db, account=account)
+        await create_order(db, account=account)
+
+        with pytest.raises(IntegrityError):
+            await create_order(db, account=account, client_order_id="abc")
+
+    async def test_a_limit_order_needs_a_price(self, db: Database) -> None:
+        account = await create_account(db)
+        with pytest.raises(IntegrityError, match="limit_has_price"):
+            await create_order(db, account=account, order_type="limit")
+
+    async def test_a_stop_order_needs_a_stop_price(self, db: Database) -> None:
+        account = await create_account(db)
+        with pytest.raises(IntegrityError, match="stop_has_stop_price"):
+            await create_order(db, account=account, order_type="stop_limit", price="100")
+
+    async def test_cannot_fill_more_than_the_quantity(self, db: Database) -> None:
+        account = await create_account(db)
+        with pytest.raises(IntegrityError, match="filled_within_quantity"):
+            await create_order(
+                db, account=account, quantity="1", filled_quantity="1.5", status="partial"
+            )
+
+    async def test_a_filled_order_is_completely_filled(self, db: Database) -> None:
+        account = await create_account(db)
+        await create_order(
+            db,
+            account=account,
+            quantity="0.123456789012345678",
+            filled_quantity="0.123456789012345678",
+            average_price="100",
+            status="filled",
+        )
+        with pytest.raises(IntegrityError, match="filled_means_complete"):
+            await create_order(
+                db, account=account, quantity="1", filled_quantity="0.5", status="filled"
+            )
+
+
+class TestOutboxConstraints:
+    async def test_seq_is_unique_per_channel(self, db: Database) -> None:
+        def event(channel: str, seq: int) -> EventOutbox:
+            return EventOutbox(channel=channel, seq=seq, event_type="trade_execution", payload={})
+
+        async with db.transaction() as session:
+            session.add_all([event("trades:a", 1), event("trades:a", 2), event("trades:b", 1)])
+
+        with pytest.raises(IntegrityError):
+            async with db.transaction() as session:
+                session.add(event("trades:a", 2))
+
+
+class TestDeletes:
+    async def test_an_agent_with_a_ledger_cannot_be_hard_deleted(self, db: Database) -> None:
+        agent = await create_agent(db)
+        await create_account(db, user_id=agent.user_id, agent_id=agent.id)
+
+        with pytest.raises(IntegrityError):
+            async with db.transaction() as session:
+                await session.execute(delete(Agent).where(Agent.id == agent.id))
+
+    async def test_deleting_a_user_deletes_everything_it_owns(self, db: Database) -> None:
+        user = await create_user(db)
+        agent = await create_agent(db, user_id=user.id)
+        account = await create_account(db, user_id=user.id, agent_id=agent.id)
+        order = await create_order(db, account=account, status="filled", filled_quantity="0.01")
+        await create_trade(db, order=order)
+        await create_position(db, account=account)
+        call = await create_llm_call(db, agent=agent)
+        async with db.transaction() as session:
+            session.add(
+                AgentDecision(
+                    user_id=user.id,
+                    agent_id=agent.id,
+                    decision_type="trade",
+                    status="executed",
+                    reasoning="breakout",
+                    llm_call_id=call.id,
+                )
+            )
+        survivor = await create_account(db)
+
+        async with db.transaction() as session:
+            await session.execute(delete(User).where(User.id == user.id))
+
+        async with db.read() as session:
+            for model in (Agent, TradingAccount, AccountBalance, Order, AgentDecision):
+                remaining = await session.scalar(select(func.count()).select_from(model))
+                expected = 1 if model in (TradingAccount, AccountBalance) else 0
+                assert remaining == expected, model.__tablename__
+            assert await session.get(TradingAccount, survivor.id) is not None
