@@ -1,0 +1,1 @@
+"""The paper exchange: a pure matching core (matching, rules) under the trading service."""
