@@ -1,0 +1,91 @@
+"""The words sent to a model: a system prompt built from the agent's profile, the
+context as compact JSON, and the message that asks for a corrected answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+from models.base import decimal_to_str
+from models.decisions import DECISION_TOOL_NAME, AgentContext
+
+# Older candles add tokens but rarely change a decision; the indicators summarise them.
+MAX_CANDLES_IN_PROMPT = 30
+MAX_RECENT_DECISIONS = 5
+
+
+class AnswerStyle(StrEnum):
+    TOOL_CALL = "tool_call"
+    JSON_OBJECT = "json_object"
+
+
+def system_prompt(context: AgentContext, style: AnswerStyle) -> str:
+    personality = json.dumps(context.personality, sort_keys=True, default=str)
+    strategies = ", ".join(context.strategies) or "none named; use your judgement"
+    how = (
+        f"Answer by calling the `{DECISION_TOOL_NAME}` tool exactly once."
+        if style is AnswerStyle.TOOL_CALL
+        else "Answer with one JSON object matching the given schema and nothing else: "
+        "no prose, no Markdown fence."
+    )
+    return "\n".join(
+        [
+            f"You are {context.agent_name}, an autonomous trading agent managing a paper "
+            f"account in {context.quote_currency}.",
+            f"Personality: {personality}.",
+            f"Strategies: {strategies}.",
+            f"Risk tolerance: {decimal_to_str(context.risk_tolerance)} on a 0-1 scale "
+            f"({context.risk_level}). Largest position: "
+            f"{decimal_to_str(context.max_position_pct)}% of equity.",
+            "Rules: trade only the symbols listed; spot only, so sell only what the "
+            "portfolio holds; stay within every risk limit given; prefer hold when the "
+            "signals are weak or conflicting; cite the numbers behind the decision in "
+            "reasoning; quantities and prices are decimal strings.",
+            "A trade sets side and exactly one of quantity or fraction_of_equity; limit "
+            "orders need limit_price, stop orders stop_price, stop_limit both. Fields "
+            "that do not apply are null.",
+            how,
+        ]
+    )
+
+
+def context_payload(context: AgentContext) -> dict[str, Any]:
+    """The context as JSON-ready data, candles trimmed and written as compact rows."""
+    data = context.model_dump(mode="json", exclude={"agent_id", "personality", "strategies"})
+    for symbol, source in zip(data["symbols"], context.symbols, strict=True):
+        candles = source.candles[-MAX_CANDLES_IN_PROMPT:]
+        symbol["candles"] = {
+            "columns": ["open_time", "open", "high", "low", "close", "volume"],
+            "rows": [
+                [
+                    c.open_time.isoformat(),
+                    *(decimal_to_str(v) for v in (c.open, c.high, c.low, c.close, c.volume)),
+                ]
+                for c in candles
+            ],
+        }
+        if symbol.get("indicators"):
+            symbol["indicators"] = _rounded(symbol["indicators"])
+    data["recent_decisions"] = data["recent_decisions"][-MAX_RECENT_DECISIONS:]
+    return data
+
+
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    # Fifteen significant digits of a float are noise to a model and cost tokens.
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}
+
+
+def user_prompt(context: AgentContext) -> str:
+    payload = json.dumps(context_payload(context), separators=(",", ":"), sort_keys=True)
+    return f"Market, portfolio and limits as of {context.as_of.isoformat()}:\n{payload}\n\nDecide."
+
+
+def repair_prompt(problems: Sequence[str]) -> str:
+    listed = "\n".join(f"- {p}" for p in problems)
+    return (
+        "That answer is not a valid decision:\n"
+        f"{listed}\n"
+        "Send the whole decision again, corrected, in the same format."
+    )
