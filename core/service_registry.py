@@ -171,7 +171,7 @@ class ServiceRegistry:
             log.info("service_started", service=name)
 
     async def stop(self) -> None:
-        """Stop the started services in reverse order; one failing to stop does not stop the rest."""
+        """Stop what started, in reverse order; one failing to stop does not stop the rest."""
         while self._started:
             name = self._started.pop()
             entry = self._entries[name]

@@ -1,0 +1,3 @@
+"""The running version, reported by /health and the OpenAPI document."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,139 @@
+"""Cival's entry point: `create_app()` builds the app, `python main_consolidated.py` serves it.
+
+Settings are read when the app is built, not when this module is imported, so that
+importing it (tests, Alembic, tools) never reads the environment or opens anything.
+uvicorn users: `uvicorn main_consolidated:create_app --factory`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+import uvicorn
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from slowapi import Limiter
+from slowapi.util import get_remote_address
+
+from api import RATE_LIMIT_EXEMPT, build_router
+from core.config import Settings, load_settings
+from core.exceptions import ConfigError
+from core.logging import configure_logging
+from core.middleware import RequestContextMiddleware, enforce_rate_limit, install_error_handlers
+from core.service_registry import ServiceStartError
+from core.version import __version__
+from services.container import build_services
+
+log = structlog.get_logger(__name__)
+
+OPENAPI_TAGS = [
+    {"name": "system", "description": "Health, version and the service registry."},
+    {"name": "websocket", "description": "Live events: subscribe to channels over /ws."},
+]
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    """slowapi limiter: Redis storage when configured (shared by every instance), falling
+    back to memory if Redis is unreachable; in-process otherwise."""
+    storage_uri = settings.redis.url or "memory://"
+    options: dict[str, Any] = {}
+    if settings.redis.enabled:
+        timeout = settings.redis.socket_timeout_seconds
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    return Limiter(
+        key_func=get_remote_address,
+        default_limits=[settings.rate_limit_default],
+        storage_uri=storage_uri,
+        storage_options=options,
+        in_memory_fallback_enabled=settings.redis.enabled,
+        key_prefix=f"{settings.redis.namespace}:ratelimit",
+        headers_enabled=True,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Services are created here and started by the lifespan."""
+    settings = settings or load_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings)
+        app.state.services = services
+        await services.registry.start()
+        log.info(
+            "cival_started",
+            version=__version__,
+            database=services.database.database.dialect,
+            redis=settings.redis.enabled,
+            environment=settings.environment.value,
+        )
+        try:
+            yield
+        finally:
+            await services.registry.stop()
+            log.info("cival_stopped")
+
+    app = FastAPI(
+        title="Cival",
+        version=__version__,
+        summary="Self-hosted backend for AI-driven autonomous trading.",
+        description=(
+            "AI agents trade paper accounts within risk limits; every decision is logged "
+            "with its reasoning. Decimal amounts travel as strings. Errors share one shape: "
+            '`{"error": {"code", "message", "details"}, "request_id"}`.'
+        ),
+        openapi_tags=OPENAPI_TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    limiter = build_limiter(settings)
+    for view in RATE_LIMIT_EXEMPT:
+        limiter.exempt(view)  # type: ignore[no-untyped-call]
+    app.state.limiter = limiter
+    install_error_handlers(app)
+    app.include_router(
+        build_router(settings.api_prefix), dependencies=[Depends(enforce_rate_limit)]
+    )
+
+    # Outermost last: request id and access log see everything, CORS answers preflights.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+    )
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as e:
+        print(f"cival: {e}", file=sys.stderr)  # noqa: T201 - logging is not configured yet
+        return 2
+    app = create_app(settings)
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+    except ServiceStartError as e:
+        log.error("start_failed", reason=str(e))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

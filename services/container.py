@@ -1,0 +1,86 @@
+"""Builds every service from the settings, in dependency order, into one registry.
+
+`Services` is the typed handle routers reach through api/deps.py; the registry
+starts, stops and reports on the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.config import Settings
+from core.service_registry import ServiceRegistry
+from services.cache_service import CacheService
+from services.database_service import DatabaseService
+from services.event_bus import EventBus, InProcessEventBus, RedisEventBus
+from services.redis_service import RedisService
+from services.sample_data_service import SampleDataService
+from services.user_service import UserService
+from services.websocket_hub import WebSocketHub
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    registry: ServiceRegistry
+    database: DatabaseService
+    redis: RedisService | None
+    event_bus: EventBus
+    cache: CacheService
+    websocket_hub: WebSocketHub
+    users: UserService
+    sample_data: SampleDataService
+
+
+def build_services(settings: Settings) -> Services:
+    """Wire the services; nothing connects until `registry.start()`."""
+    registry = ServiceRegistry()
+
+    database = DatabaseService(settings)
+    registry.register("database", database)
+
+    redis: RedisService | None = None
+    event_bus: EventBus
+    if settings.redis.enabled:
+        redis = RedisService(
+            settings.redis.url,
+            namespace=settings.redis.namespace,
+            health_interval_seconds=settings.redis.health_interval_seconds,
+            socket_timeout_seconds=settings.redis.socket_timeout_seconds,
+        )
+        # Optional: without Redis the service keeps serving, degraded.
+        registry.register("redis", redis, optional=True)
+        event_bus = RedisEventBus(redis)
+        registry.register("event_bus", event_bus, depends_on=("redis",))
+    else:
+        event_bus = InProcessEventBus()
+        registry.register("event_bus", event_bus)
+
+    cache = CacheService(redis)
+    registry.register("cache", cache, depends_on=("redis",) if redis else ())
+
+    websocket_hub = WebSocketHub(
+        event_bus,
+        queue_size=settings.websocket.queue_size,
+        heartbeat_seconds=settings.websocket.heartbeat_seconds,
+        heartbeat_timeout_seconds=settings.websocket.heartbeat_timeout_seconds,
+    )
+    registry.register("websocket_hub", websocket_hub, depends_on=("event_bus",))
+
+    users = UserService(database, settings)
+    registry.register("users", users, depends_on=("database",))
+
+    sample_data = SampleDataService(database, users, settings)
+    registry.register("sample_data", sample_data, depends_on=("database", "users"))
+
+    return Services(
+        settings=settings,
+        registry=registry,
+        database=database,
+        redis=redis,
+        event_bus=event_bus,
+        cache=cache,
+        websocket_hub=websocket_hub,
+        users=users,
+        sample_data=sample_data,
+    )
