@@ -1,0 +1,119 @@
+"""Market data: live tickers and books, candles, pairs, the watchlist, subscriptions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from api.deps import CurrentUserId, ServicesDep
+from models.enums import Timeframe
+from models.market import (
+    SYMBOL_FORMS,
+    CandleList,
+    CandleRead,
+    LiveDataRead,
+    OrderBookRead,
+    PairList,
+    PairRead,
+    SubscriptionRead,
+    TickerRead,
+    WatchlistAdd,
+    WatchlistItemRead,
+    WatchlistRead,
+)
+from services.market_data_service import MAX_BOOK_DEPTH, MAX_CANDLES, WatchlistEntry
+
+router = APIRouter(prefix="/market", tags=["market"])
+
+# `:path` so that an encoded slash (BTC%2FUSD, decoded before routing) still matches.
+Symbol = Annotated[str, Path(description=SYMBOL_FORMS)]
+
+
+def _watchlist_item(entry: WatchlistEntry) -> WatchlistItemRead:
+    ticker = None if entry.ticker is None else TickerRead.model_validate(entry.ticker)
+    return WatchlistItemRead(symbol=entry.symbol, added_at=entry.added_at, ticker=ticker)
+
+
+@router.get("/live-data/{symbol:path}", response_model=LiveDataRead)
+async def live_data(
+    symbol: Symbol,
+    services: ServicesDep,
+    depth: Annotated[
+        int | None, Query(ge=1, le=MAX_BOOK_DEPTH, description="Book levels a side to include.")
+    ] = None,
+) -> LiveDataRead:
+    """The symbol's latest ticker, and the top of its book with `?depth=N`."""
+    live = services.market_data.live_data(symbol, depth=depth)
+    ticker = TickerRead.model_validate(live.ticker)
+    book = None if live.book is None else OrderBookRead.model_validate(live.book)
+    return LiveDataRead(**ticker.model_dump(), book=book)
+
+
+@router.get("/historical/{symbol:path}", response_model=CandleList)
+async def historical(
+    symbol: Symbol,
+    services: ServicesDep,
+    timeframe: Timeframe = Timeframe.M1,
+    start: Annotated[
+        datetime | None, Query(description="Oldest candle wanted (UTC if no offset).")
+    ] = None,
+    end: Annotated[datetime | None, Query(description="Newest open time wanted.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 500,
+) -> CandleList:
+    """Candles oldest first: the first `limit` from `start`, else the latest `limit`."""
+    candles = await services.market_data.candles(
+        symbol, timeframe=timeframe.value, start=start, end=end, limit=limit
+    )
+    return CandleList(
+        symbol=services.market_data.resolve_symbol(symbol),
+        timeframe=timeframe,
+        items=[CandleRead.model_validate(c) for c in candles],
+    )
+
+
+@router.get("/pairs", response_model=PairList)
+async def pairs(services: ServicesDep) -> PairList:
+    """The tradable pairs and their rules (tick, step, minimums, fees)."""
+    market = services.market_data
+    return PairList(
+        exchange=market.exchange_name,
+        items=[PairRead.model_validate(rules) for rules in market.pairs()],
+    )
+
+
+@router.get("/watchlist", response_model=WatchlistRead)
+async def get_watchlist(services: ServicesDep, user_id: CurrentUserId) -> WatchlistRead:
+    """The user's watchlist, oldest first, each symbol with its live ticker."""
+    entries = await services.market_data.watchlist(user_id)
+    return WatchlistRead(items=[_watchlist_item(e) for e in entries])
+
+
+@router.post(
+    "/watchlist",
+    response_model=WatchlistItemRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "The symbol is already on the watchlist."}},
+)
+async def add_to_watchlist(
+    body: WatchlistAdd, services: ServicesDep, user_id: CurrentUserId
+) -> WatchlistItemRead:
+    """Watch a traded symbol; adding one already watched is a 409."""
+    entry = await services.market_data.add_to_watchlist(user_id, symbol=body.symbol)
+    return _watchlist_item(entry)
+
+
+@router.delete("/watchlist/{symbol:path}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_from_watchlist(
+    symbol: Symbol, services: ServicesDep, user_id: CurrentUserId
+) -> None:
+    """Stop watching the symbol (404 when it is not on the watchlist)."""
+    await services.market_data.remove_from_watchlist(user_id, symbol=symbol)
+
+
+@router.post("/subscribe/{symbol:path}", response_model=SubscriptionRead)
+async def subscribe(symbol: Symbol, services: ServicesDep) -> SubscriptionRead:
+    """Publish the symbol's ticks as `market_data` events; returns the channel to join."""
+    channel = services.market_data.subscribe(symbol)
+    return SubscriptionRead(symbol=services.market_data.resolve_symbol(symbol), channel=channel)
