@@ -33,6 +33,19 @@ log = structlog.get_logger(__name__)
 OPENAPI_TAGS = [
     {"name": "system", "description": "Health, version and the service registry."},
     {"name": "websocket", "description": "Live events: subscribe to channels over /ws."},
+    {
+        "name": "trading",
+        "description": "The paper exchange: orders that walk the book, fills, fees, cancels.",
+    },
+    {
+        "name": "market",
+        "description": "Tickers, order books, candles, pairs and the watchlist. A symbol in "
+        "a path may be written BTC-USD, btc-usd or BTC%2FUSD: all mean BTC/USD.",
+    },
+    {
+        "name": "portfolio",
+        "description": "Equity, positions, performance and rebalancing of an account.",
+    },
 ]
 
 

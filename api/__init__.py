@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from api import health, websocket
+from api import health, market, portfolio, trading, websocket
 
 # Probes are never rate limited (a load balancer polls them).
 RATE_LIMIT_EXEMPT = (health.health,)
@@ -15,5 +15,8 @@ def build_router(api_prefix: str) -> APIRouter:
     root.include_router(websocket.router)
     versioned = APIRouter(prefix=api_prefix)
     versioned.include_router(health.services_router)
+    versioned.include_router(market.router)
+    versioned.include_router(trading.router)
+    versioned.include_router(portfolio.router)
     root.include_router(versioned)
     return root

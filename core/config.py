@@ -10,6 +10,7 @@ while the code reads `settings.database.url`.
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -112,6 +113,27 @@ class MarketDataSettings(BaseSettings):
     alpha_vantage_api_key: SecretStr | None = None
     simulation_seed: int = 42
     simulation_tick_seconds: float = Field(default=1.0, gt=0, le=60)
+    market_data_stream: bool = Field(
+        default=True, description="Run the tick loop; off, the market moves only when stepped."
+    )
+    market_data_flush_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="Market time between writes of tickers/candles."
+    )
+    market_data_snapshot_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="Market time between book snapshots of a symbol."
+    )
+
+
+class PaperTradingSettings(BaseSettings):
+    """The paper exchange: what a new account starts with and what it pays."""
+
+    model_config = _config("PAPER_")
+
+    initial_balance: Decimal = Field(default=Decimal(100000), gt=0, allow_inf_nan=False)
+    base_currency: str = Field(default="USD", pattern=r"^[A-Z]{2,10}$")
+    maker_fee_bps: Decimal = Field(default=Decimal(10), ge=0, le=1000, allow_inf_nan=False)
+    taker_fee_bps: Decimal = Field(default=Decimal(20), ge=0, le=1000, allow_inf_nan=False)
+    snapshot_interval_seconds: float = Field(default=60.0, gt=0, le=86400)
 
 
 class WebSocketSettings(BaseSettings):
@@ -153,6 +175,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     market_data: MarketDataSettings = Field(default_factory=MarketDataSettings)
     websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
+    paper: PaperTradingSettings = Field(default_factory=PaperTradingSettings)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -209,6 +232,7 @@ _GROUP_PREFIX = {
     "llm": "",
     "market_data": "",
     "websocket": "WS_",
+    "paper": "PAPER_",
 }
 
 
@@ -235,6 +259,7 @@ def load_settings(**overrides: Any) -> Settings:
         "llm": LLMSettings,
         "market_data": MarketDataSettings,
         "websocket": WebSocketSettings,
+        "paper": PaperTradingSettings,
     }
     built: dict[str, Any] = {}
     for name, cls in groups.items():

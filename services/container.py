@@ -13,6 +13,9 @@ from core.service_registry import ServiceRegistry
 from services.cache_service import CacheService
 from services.database_service import DatabaseService
 from services.event_bus import EventBus, InProcessEventBus, RedisEventBus
+from services.market_data_service import MarketDataService
+from services.paper_trading_service import PaperTradingService
+from services.portfolio_service import PortfolioService
 from services.redis_service import RedisService
 from services.sample_data_service import SampleDataService
 from services.user_service import UserService
@@ -30,6 +33,9 @@ class Services:
     websocket_hub: WebSocketHub
     users: UserService
     sample_data: SampleDataService
+    market_data: MarketDataService
+    paper_trading: PaperTradingService
+    portfolio: PortfolioService
 
 
 def build_services(settings: Settings) -> Services:
@@ -73,6 +79,25 @@ def build_services(settings: Settings) -> Services:
     sample_data = SampleDataService(database, users, settings)
     registry.register("sample_data", sample_data, depends_on=("database", "users"))
 
+    market_data = MarketDataService(database, event_bus, cache, settings)
+    registry.register(
+        "market_data",
+        market_data,
+        depends_on=("database", "event_bus", "cache", "sample_data"),
+    )
+
+    paper_trading = PaperTradingService(database, market_data, event_bus, settings)
+    registry.register(
+        "paper_trading", paper_trading, depends_on=("database", "market_data", "event_bus")
+    )
+
+    portfolio = PortfolioService(database, market_data, paper_trading, event_bus, settings)
+    registry.register(
+        "portfolio",
+        portfolio,
+        depends_on=("database", "market_data", "paper_trading", "event_bus"),
+    )
+
     return Services(
         settings=settings,
         registry=registry,
@@ -83,4 +108,7 @@ def build_services(settings: Settings) -> Services:
         websocket_hub=websocket_hub,
         users=users,
         sample_data=sample_data,
+        market_data=market_data,
+        paper_trading=paper_trading,
+        portfolio=portfolio,
     )

@@ -8,11 +8,14 @@ import uuid
 
 import structlog
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
 from core.exceptions import NotFoundError
 from core.service_registry import ServiceHealth
+from database.repositories import accounts as account_repo
 from database.repositories import user as user_repo
+from database.seeds.catalog import SIMULATED_EXCHANGE
 from models.user import UserRead
 from services.database_service import DatabaseService
 
@@ -53,6 +56,7 @@ class UserService:
                         session, email=email, display_name="Local trader", role="admin"
                     )
                     log.info("solo_user_created", user_id=str(user.id))
+                await self._ensure_default_account(session, user.id)
                 return UserRead.model_validate(user)
         except IntegrityError:
             # Another instance inserted it between our read and our insert (PostgreSQL).
@@ -61,6 +65,21 @@ class UserService:
                 if existing is None:
                     raise
                 return UserRead.model_validate(existing)
+
+    async def _ensure_default_account(self, session: AsyncSession, user_id: uuid.UUID) -> None:
+        """Every user trades a default paper account, funded per PAPER_* settings."""
+        paper = self._settings.paper
+        account, created = await account_repo.ensure_default_account(
+            session,
+            user_id,
+            exchange=SIMULATED_EXCHANGE,
+            base_currency=paper.base_currency,
+            initial_balance=paper.initial_balance,
+            maker_fee_bps=paper.maker_fee_bps,
+            taker_fee_bps=paper.taker_fee_bps,
+        )
+        if created:
+            log.info("default_account_created", user_id=str(user_id), account_id=str(account.id))
 
     async def get_user(self, user_id: uuid.UUID) -> UserRead:
         """Raises NotFoundError for an unknown id."""

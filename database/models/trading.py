@@ -257,7 +257,7 @@ class Position(UUIDPrimaryKey, UserOwned, Timestamps, Base):
     __tablename__ = "positions"
     __table_args__ = (
         UniqueConstraint("account_id", "symbol"),
-        *non_negative("quantity", "avg_price"),
+        *non_negative("quantity", "avg_price", "cost_basis"),
     )
 
     account_id: Mapped[uuid.UUID] = mapped_column(
@@ -267,6 +267,8 @@ class Position(UUIDPrimaryKey, UserOwned, Timestamps, Base):
     symbol: Mapped[str] = mapped_column(String(32))
     quantity: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     avg_price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # The exact cost of the held quantity; avg_price is cost_basis / quantity, rounded.
+    cost_basis: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
     realized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     last_trade_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

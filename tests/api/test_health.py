@@ -14,7 +14,17 @@ from tests.api.conftest import running_app
 from tests.conftest import pg_admin
 from tests.redis_server import ThrowawayRedis
 
-EMBEDDED_SERVICES = {"database", "event_bus", "cache", "websocket_hub", "users", "sample_data"}
+EMBEDDED_SERVICES = {
+    "database",
+    "event_bus",
+    "cache",
+    "websocket_hub",
+    "users",
+    "sample_data",
+    "market_data",
+    "paper_trading",
+    "portfolio",
+}
 
 
 async def wait_for_status(

@@ -1,0 +1,79 @@
+"""The portfolio: valuation, positions, performance and rebalancing of an account.
+
+Every route takes an optional `account_id` and defaults to the user's default account.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import CurrentUserId, ServicesDep
+from api.routing import ExactDecimalRoute
+from models.portfolio import (
+    PerformancePeriod,
+    PerformanceRead,
+    PortfolioSummaryRead,
+    RebalancePlanRead,
+    RebalanceRequest,
+)
+from models.trading import PositionRead
+from services.portfolio_service import DEFAULT_CURVE_POINTS
+
+router = APIRouter(prefix="/portfolio", tags=["portfolio"], route_class=ExactDecimalRoute)
+
+AccountId = Annotated[
+    uuid.UUID | None, Query(description="Defaults to the user's default paper account.")
+]
+
+
+@router.get("/summary")
+async def portfolio_summary(
+    services: ServicesDep, user_id: CurrentUserId, account_id: AccountId = None
+) -> PortfolioSummaryRead:
+    """Equity, cash, positions value, total and daily PnL, and the open positions count."""
+    return await services.portfolio.summary(user_id, account_id=account_id)
+
+
+@router.get("/positions")
+async def portfolio_positions(
+    services: ServicesDep, user_id: CurrentUserId, account_id: AccountId = None
+) -> list[PositionRead]:
+    """Open positions marked to the latest price."""
+    return await services.portfolio.positions(user_id, account_id=account_id)
+
+
+@router.get("/performance")
+async def portfolio_performance(
+    services: ServicesDep,
+    user_id: CurrentUserId,
+    account_id: AccountId = None,
+    period: Annotated[
+        PerformancePeriod, Query(description="Ignored when `start` is given.")
+    ] = PerformancePeriod.MONTH,
+    start: Annotated[datetime | None, Query(description="ISO-8601; overrides period.")] = None,
+    end: Annotated[datetime | None, Query(description="ISO-8601; defaults to now.")] = None,
+    max_points: Annotated[int, Query(ge=2, le=10_000)] = DEFAULT_CURVE_POINTS,
+) -> PerformanceRead:
+    """Equity curve from the snapshots with returns, drawdown, Sharpe, Sortino, win rate
+    and profit factor over the period."""
+    return await services.portfolio.performance(
+        user_id,
+        account_id=account_id,
+        period=period,
+        start=start,
+        end=end,
+        max_points=max_points,
+    )
+
+
+@router.post("/rebalance")
+async def portfolio_rebalance(
+    request: RebalanceRequest, services: ServicesDep, user_id: CurrentUserId
+) -> RebalancePlanRead:
+    """Market orders from the holdings to the target weights (sells first); held symbols
+    not named are sold. With `dry_run` only the plan is returned."""
+    return await services.portfolio.rebalance(user_id, request)

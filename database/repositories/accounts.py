@@ -1,0 +1,96 @@
+"""Queries on trading accounts and their balances. Flush, never commit."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.exceptions import NotFoundError
+from database.models import AccountBalance, TradingAccount
+from models.enums import AccountType
+
+DEFAULT_ACCOUNT_NAME = "Paper"
+
+
+async def find_account(
+    session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID | None
+) -> TradingAccount:
+    """The user's account `account_id`, or the user's default account when it is None.
+
+    Scoped to the user: another user's account is "not found", never "forbidden", so
+    ids do not leak. Raises NotFoundError.
+    """
+    query = select(TradingAccount).where(TradingAccount.user_id == user_id)
+    if account_id is None:
+        query = query.where(TradingAccount.is_default.is_(True))
+    else:
+        query = query.where(TradingAccount.id == account_id)
+    account = (await session.execute(query)).scalar_one_or_none()
+    if account is None:
+        what = "default account" if account_id is None else f"account {account_id}"
+        raise NotFoundError(
+            f"{what} not found",
+            details={"account_id": str(account_id) if account_id else None},
+        )
+    return account
+
+
+async def list_accounts(session: AsyncSession, user_id: uuid.UUID) -> list[TradingAccount]:
+    query = (
+        select(TradingAccount)
+        .where(TradingAccount.user_id == user_id)
+        .order_by(TradingAccount.is_default.desc(), TradingAccount.created_at)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def balances_of(session: AsyncSession, account_id: uuid.UUID) -> list[AccountBalance]:
+    query = (
+        select(AccountBalance)
+        .where(AccountBalance.account_id == account_id)
+        .order_by(AccountBalance.asset)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def ensure_default_account(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    exchange: str,
+    base_currency: str,
+    initial_balance: Decimal,
+    maker_fee_bps: Decimal,
+    taker_fee_bps: Decimal,
+) -> tuple[TradingAccount, bool]:
+    """The user's default paper account, created funded when missing. (account, created)"""
+    query = select(TradingAccount).where(
+        TradingAccount.user_id == user_id, TradingAccount.is_default.is_(True)
+    )
+    account = (await session.execute(query)).scalar_one_or_none()
+    if account is not None:
+        return account, False
+    account = TradingAccount(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        account_name=DEFAULT_ACCOUNT_NAME,
+        account_type=AccountType.PAPER.value,
+        exchange=exchange,
+        base_currency=base_currency,
+        initial_balance=initial_balance,
+        maker_fee_bps=maker_fee_bps,
+        taker_fee_bps=taker_fee_bps,
+        is_default=True,
+    )
+    session.add(account)
+    await session.flush()
+    session.add(
+        AccountBalance(
+            user_id=user_id, account_id=account.id, asset=base_currency, free=initial_balance
+        )
+    )
+    await session.flush()
+    return account, True

@@ -1,0 +1,263 @@
+"""Balances, positions and fills of one account, written inside the order's transaction.
+
+The caller holds the account (row lock on PostgreSQL, `BEGIN IMMEDIATE` on SQLite).
+On top of that every balance write is a compare-and-set on the values it read
+(`UPDATE … WHERE id = :id AND free = :read_free AND locked = :read_locked`): if any
+other writer got in between, zero rows change and the whole order is retried or
+refused, never half-applied. Amounts are compared in Python (SQLite stores money as
+text, see database/models/types.py), and the equality guard holds on both databases
+because the stored text is canonical.
+
+Accounting, average cost, fees kept apart:
+- a buy fill: cash -= notional + fee; base += quantity; cost_basis += notional.
+- a sell fill: cash += notional - fee; base -= quantity; the share of cost removed is
+  cost_basis * quantity / position quantity (exact when the position closes), and
+  realized PnL = notional - that share.
+So cash + Σ cost_basis = initial + realized PnL - fees holds exactly, for any rounding
+of the removed share, and avg_price = cost_basis / quantity is for display.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+
+from core.exceptions import ConflictError, InsufficientFundsError
+from database.models import AccountBalance, Position, Trade, TradingAccount
+from database.models.types import MONEY_SCALE, utcnow
+from database.repositories.accounts import find_account
+from models.enums import Liquidity, OrderSide
+from services.paper_trading.matching import MONEY_CONTEXT, Fill
+
+_ZERO = Decimal(0)
+_STORAGE_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+class LedgerConflictError(ConflictError):
+    """A balance changed under the transaction: retry the whole order."""
+
+
+def stored(amount: Decimal) -> Decimal:
+    """The amount as the database keeps it (18 decimals), so what we compute is what we
+    store, and the ledger sums what it wrote."""
+    return amount.quantize(_STORAGE_QUANTUM, rounding=ROUND_HALF_EVEN, context=MONEY_CONTEXT)
+
+
+@dataclass(slots=True)
+class Book:
+    """An account's balances by asset, as read under the account's lock."""
+
+    account: TradingAccount
+    balances: dict[str, AccountBalance]
+
+    def free(self, asset: str) -> Decimal:
+        row = self.balances.get(asset)
+        return row.free if row is not None else _ZERO
+
+    def locked(self, asset: str) -> Decimal:
+        row = self.balances.get(asset)
+        return row.locked if row is not None else _ZERO
+
+
+async def lock_account(
+    session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID | None
+) -> Book:
+    """The user's account (default when None) and its balances, locked for this
+    transaction on PostgreSQL. Raises NotFoundError."""
+    account = await find_account(session, user_id, account_id)
+    return await lock_book(session, account.id)
+
+
+async def lock_book(session: AsyncSession, account_id: uuid.UUID) -> Book:
+    # populate_existing: rows read earlier in this session (unlocked) are overwritten
+    # with what the lock returns, the latest committed values.
+    account_query = (
+        select(TradingAccount)
+        .where(TradingAccount.id == account_id)
+        .execution_options(populate_existing=True)
+    )
+    balance_query = (
+        select(AccountBalance)
+        .where(AccountBalance.account_id == account_id)
+        .execution_options(populate_existing=True)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        account_query = account_query.with_for_update()
+        balance_query = balance_query.with_for_update()
+    account = (await session.execute(account_query)).scalar_one()
+    rows = (await session.execute(balance_query)).scalars()
+    return Book(account, {row.asset: row for row in rows})
+
+
+async def change_balance(
+    session: AsyncSession,
+    book: Book,
+    asset: str,
+    *,
+    free: Decimal = _ZERO,
+    locked: Decimal = _ZERO,
+) -> None:
+    """Add `free` and `locked` (either may be negative) to the asset's balance; refuses
+    to take either below zero (InsufficientFundsError, naming what was there)."""
+    with localcontext(MONEY_CONTEXT):
+        old_free, old_locked = book.free(asset), book.locked(asset)
+        new_free, new_locked = stored(old_free + free), stored(old_locked + locked)
+    if new_free < 0:
+        raise InsufficientFundsError(
+            f"needs {-free} {asset}, {old_free} free",
+            details={"asset": asset, "required": str(-free), "free": str(old_free)},
+        )
+    if new_locked < 0:
+        # Only a bug could release more than an order locked: refuse, never go negative.
+        raise LedgerConflictError(
+            f"release of {-locked} {asset} exceeds the {old_locked} locked",
+            details={"asset": asset},
+        )
+    row = book.balances.get(asset)
+    account = book.account
+    if row is None:
+        row = AccountBalance(
+            id=uuid.uuid4(),
+            user_id=account.user_id,
+            account_id=account.id,
+            asset=asset,
+            free=new_free,
+            locked=new_locked,
+        )
+        session.add(row)
+        await session.flush()
+        book.balances[asset] = row
+        return
+    result = await session.execute(
+        update(AccountBalance)
+        .where(
+            AccountBalance.id == row.id,
+            AccountBalance.free == old_free,
+            AccountBalance.locked == old_locked,
+        )
+        .values(free=new_free, locked=new_locked, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LedgerConflictError(
+            f"the {asset} balance changed during the order; retry",
+            details={"asset": asset},
+        )
+    # The ORM copy now matches the row, and no later flush writes it again.
+    set_committed_value(row, "free", new_free)
+    set_committed_value(row, "locked", new_locked)
+
+
+async def position_of(session: AsyncSession, account: TradingAccount, symbol: str) -> Position:
+    query = (
+        select(Position)
+        .where(Position.account_id == account.id, Position.symbol == symbol)
+        .execution_options(populate_existing=True)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    position = (await session.execute(query)).scalar_one_or_none()
+    if position is None:
+        position = Position(
+            id=uuid.uuid4(),
+            user_id=account.user_id,
+            account_id=account.id,
+            agent_id=account.agent_id,
+            symbol=symbol,
+            quantity=_ZERO,
+            avg_price=_ZERO,
+            cost_basis=_ZERO,
+            realized_pnl=_ZERO,
+        )
+        session.add(position)
+    return position
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """What one fill did to the ledger."""
+
+    trade: Trade
+    realized_pnl: Decimal
+
+
+async def book_fill(
+    session: AsyncSession,
+    book: Book,
+    position: Position,
+    *,
+    order_id: uuid.UUID,
+    side: OrderSide,
+    fill: Fill,
+    base_asset: str,
+    quote_asset: str,
+    executed_at: datetime,
+    cash_from_lock: Decimal = _ZERO,
+    base_from_lock: Decimal = _ZERO,
+) -> Booked:
+    """Moves cash and the base asset for one fill, updates the position and the
+    account's totals, and records the trade. `cash_from_lock` (buys) or
+    `base_from_lock` (sells) is the part paid out of the order's locked funds."""
+    account = book.account
+    with localcontext(MONEY_CONTEXT):
+        cost = fill.notional + fill.fee
+        if side is OrderSide.BUY:
+            await change_balance(
+                session, book, quote_asset, free=cash_from_lock - cost, locked=-cash_from_lock
+            )
+            await change_balance(session, book, base_asset, free=fill.quantity)
+            position.cost_basis = stored(position.cost_basis + fill.notional)
+            position.quantity = position.quantity + fill.quantity
+            realized = _ZERO
+        else:
+            await change_balance(
+                session,
+                book,
+                base_asset,
+                free=base_from_lock - fill.quantity,
+                locked=-base_from_lock,
+            )
+            await change_balance(session, book, quote_asset, free=fill.notional - fill.fee)
+            if fill.quantity >= position.quantity:
+                removed = position.cost_basis
+            else:
+                removed = stored(position.cost_basis * fill.quantity / position.quantity)
+            realized = fill.notional - removed
+            position.cost_basis = stored(position.cost_basis - removed)
+            position.quantity = position.quantity - fill.quantity
+            position.realized_pnl = position.realized_pnl + realized
+            account.realized_pnl = account.realized_pnl + realized
+            account.total_trades += 1
+            net = realized - fill.fee
+            if net > 0:
+                account.winning_trades += 1
+            elif net < 0:
+                account.losing_trades += 1
+        position.avg_price = (
+            stored(position.cost_basis / position.quantity) if position.quantity else _ZERO
+        )
+        position.last_trade_at = executed_at
+        account.total_fees = account.total_fees + fill.fee
+    trade = Trade(
+        id=uuid.uuid4(),
+        user_id=account.user_id,
+        order_id=order_id,
+        account_id=account.id,
+        symbol=position.symbol,
+        side=side.value,
+        quantity=fill.quantity,
+        price=fill.price,
+        fee=fill.fee,
+        fee_asset=quote_asset,
+        liquidity=Liquidity(fill.liquidity).value,
+        realized_pnl=realized,
+        executed_at=executed_at,
+    )
+    session.add(trade)
+    return Booked(trade, realized)

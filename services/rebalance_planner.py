@@ -1,0 +1,257 @@
+"""From holdings and target weights to the market orders that reach them. Pure, `Decimal`.
+
+The rules, chosen so that every planned order can be placed as planned:
+
+- Weights are fractions of equity (cash + holdings at the mark); what they leave
+  unallocated stays cash. A held symbol without a target is sold to zero.
+- Each symbol's target quantity is `weight * equity / mark`; the order is the difference.
+- Sells come first, sized to what is free (an open order may hold part of a position);
+  a zero weight sells everything free. Their proceeds are estimated at the bid, net of
+  the taker fee.
+- Buys are priced at the ask plus the taker fee. When together they cost more than the
+  free cash plus the sells' proceeds, every buy is scaled down by the same factor, so
+  the plan never asks for more cash than it will have.
+- Quantities are rounded down to the pair's step and capped at its maximum; an order
+  that rounds to nothing or falls below the pair's minimum quantity or notional is kept
+  in the plan as skipped, with the rule it breaks.
+
+`order_read` and `plan_read` shape a plan (and what placing it did) as the API shows it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from connectors.base import PairRules
+from core.exceptions import AppError
+from models.enums import OrderSide
+from models.portfolio import (
+    AllocationRead,
+    RebalanceOrderRead,
+    RebalanceOrderStatus,
+    RebalancePlanRead,
+)
+from models.trading import OrderRead
+from services.paper_trading.rules import RuleCode, round_down_to_step
+
+_ZERO = Decimal(0)
+_BPS = Decimal(10000)
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """A position: `quantity` is valued, `free` can be sold now."""
+
+    quantity: Decimal
+    free: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The mark values the holding; a sell is expected at the bid, a buy at the ask."""
+
+    mark: Decimal
+    bid: Decimal
+    ask: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    symbol: str
+    mark: Decimal
+    current_quantity: Decimal
+    current_value: Decimal
+    current_weight: Decimal
+    target_weight: Decimal
+    target_value: Decimal
+    target_quantity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedOrder:
+    symbol: str
+    side: OrderSide
+    quantity: Decimal
+    price: Decimal
+    notional: Decimal
+    skip_code: RuleCode | None = None
+    skip_reason: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.skip_code is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RebalancePlan:
+    equity: Decimal
+    cash: Decimal
+    allocations: tuple[Allocation, ...]
+    # Sells first, then buys, each by symbol.
+    orders: tuple[PlannedOrder, ...]
+
+
+def plan_rebalance(
+    *,
+    cash: Decimal,
+    free_cash: Decimal,
+    holdings: Mapping[str, Holding],
+    targets: Mapping[str, Decimal],
+    quotes: Mapping[str, Quote],
+    rules: Mapping[str, PairRules],
+    fee_bps: Decimal,
+) -> RebalancePlan:
+    """The orders that move `holdings` to `targets` (weights, sum <= 1). Every symbol
+    held or targeted needs a quote with a positive mark and its pair's rules."""
+    if any(w < 0 for w in targets.values()) or sum(targets.values(), _ZERO) > 1:
+        raise ValueError("target weights must be >= 0 and sum to at most 1")
+    symbols = sorted(set(targets) | {s for s, h in holdings.items() if h.quantity > 0})
+    empty = Holding(_ZERO, _ZERO)
+    equity = cash + sum(
+        (h.quantity * quotes[s].mark for s, h in holdings.items() if h.quantity > 0), _ZERO
+    )
+    if equity <= 0:
+        raise ValueError("nothing to rebalance: equity is not positive")
+    fee = fee_bps / _BPS
+
+    allocations = [
+        _allocate(s, holdings.get(s, empty), targets.get(s, _ZERO), quotes[s].mark, equity)
+        for s in symbols
+    ]
+    sells: list[PlannedOrder] = []
+    wanted_buys: dict[str, Decimal] = {}
+    for allocation in allocations:
+        delta = allocation.target_quantity - allocation.current_quantity
+        if delta < 0:
+            free = holdings.get(allocation.symbol, empty).free
+            quantity = free if allocation.target_weight == 0 else min(-delta, free)
+            sell = _order(allocation.symbol, OrderSide.SELL, quantity, quotes, rules)
+            if sell is not None:
+                sells.append(sell)
+        elif delta > 0:
+            wanted_buys[allocation.symbol] = delta
+
+    proceeds = sum((o.notional * (1 - fee) for o in sells if not o.skipped), _ZERO)
+    budget = free_cash + proceeds
+    cost = sum((q * quotes[s].ask * (1 + fee) for s, q in wanted_buys.items()), _ZERO)
+    scale = budget / cost if cost > budget else Decimal(1)
+    buys = [
+        order
+        for s, q in wanted_buys.items()
+        if (order := _order(s, OrderSide.BUY, q * scale, quotes, rules)) is not None
+    ]
+    return RebalancePlan(equity, cash, tuple(allocations), (*sells, *buys))
+
+
+def _allocate(
+    symbol: str, holding: Holding, weight: Decimal, mark: Decimal, equity: Decimal
+) -> Allocation:
+    if mark <= 0:
+        raise ValueError(f"{symbol} has no positive mark")
+    value = holding.quantity * mark
+    target_value = weight * equity
+    return Allocation(
+        symbol=symbol,
+        mark=mark,
+        current_quantity=holding.quantity,
+        current_value=value,
+        current_weight=value / equity,
+        target_weight=weight,
+        target_value=target_value,
+        target_quantity=target_value / mark,
+    )
+
+
+def _order(
+    symbol: str,
+    side: OrderSide,
+    wanted: Decimal,
+    quotes: Mapping[str, Quote],
+    rules: Mapping[str, PairRules],
+) -> PlannedOrder | None:
+    """The order for `wanted` (> 0) on the pair's grid, or a skipped one saying why;
+    None when there is nothing to trade."""
+    if wanted <= 0:
+        return None
+    pair = rules[symbol]
+    quote = quotes[symbol]
+    price = quote.bid if side is OrderSide.SELL else quote.ask
+    quantity = round_down_to_step(min(wanted, pair.max_quantity), pair.step_size)
+    notional = quantity * price
+    skip: tuple[RuleCode, str] | None = None
+    if quantity <= 0:
+        skip = RuleCode.QUANTITY_BELOW_STEP, f"{wanted} is below the step size {pair.step_size}"
+    elif quantity < pair.min_quantity:
+        skip = (
+            RuleCode.QUANTITY_BELOW_MINIMUM,
+            f"quantity {quantity} is below the minimum of {pair.min_quantity}",
+        )
+    elif notional < pair.min_notional:
+        skip = (
+            RuleCode.NOTIONAL_BELOW_MINIMUM,
+            f"order value {notional} is below the minimum of {pair.min_notional}",
+        )
+    if skip is None:
+        return PlannedOrder(symbol, side, quantity, price, notional)
+    return PlannedOrder(symbol, side, quantity, price, notional, skip[0], skip[1])
+
+
+def order_read(
+    planned: PlannedOrder, order: OrderRead | None, *, failure: AppError | None = None
+) -> RebalanceOrderRead:
+    status = RebalanceOrderStatus.PLANNED
+    reason_code = planned.skip_code.value if planned.skip_code else None
+    reason = planned.skip_reason
+    if planned.skipped:
+        status = RebalanceOrderStatus.SKIPPED
+    elif failure is not None:
+        status, reason_code, reason = RebalanceOrderStatus.FAILED, failure.code, failure.message
+    elif order is not None:
+        status = RebalanceOrderStatus.PLACED
+        reason = order.reject_reason
+    return RebalanceOrderRead(
+        symbol=planned.symbol,
+        side=planned.side,
+        quantity=planned.quantity,
+        expected_price=planned.price,
+        expected_notional=planned.notional,
+        status=status,
+        reason_code=reason_code,
+        reason=reason,
+        order=order,
+    )
+
+
+def plan_read(
+    plan_id: uuid.UUID,
+    account_id: uuid.UUID,
+    dry_run: bool,
+    plan: RebalancePlan,
+    targets: dict[str, Decimal],
+    orders: list[RebalanceOrderRead],
+) -> RebalancePlanRead:
+    return RebalancePlanRead(
+        plan_id=plan_id,
+        account_id=account_id,
+        dry_run=dry_run,
+        equity=plan.equity,
+        cash=plan.cash,
+        cash_weight=1 - sum(targets.values(), _ZERO),
+        allocations=[
+            AllocationRead(
+                symbol=a.symbol,
+                mark_price=a.mark,
+                current_quantity=a.current_quantity,
+                current_value=a.current_value,
+                current_weight=a.current_weight,
+                target_weight=a.target_weight,
+                target_value=a.target_value,
+                target_quantity=a.target_quantity,
+            )
+            for a in plan.allocations
+        ],
+        orders=orders,
+    )
