@@ -9,6 +9,8 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+_CANCEL_RETRY_SECONDS = 0.5
+
 
 class SupervisedTask:
     """Runs `target()` until stopped; restarts it after a crash with exponential backoff.
@@ -57,11 +59,16 @@ class SupervisedTask:
                 backoff = min(backoff * 2, self._max_backoff)
 
     async def stop(self) -> None:
-        if self._task is None:
+        """Cancel the task and wait for it to end. Cancels again while it runs: on
+        Python 3.11 `asyncio.wait_for` can swallow a cancellation that lands just as
+        its inner wait completes (CPython gh-86296), which left a loop running and
+        `stop()` waiting forever."""
+        task = self._task
+        if task is None:
             return
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=_CANCEL_RETRY_SECONDS)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("task_ended_with_error", task=self.name, error=repr(task.exception()))
         self._task = None

@@ -385,7 +385,8 @@ class RedisEventBus(EventBus):
             # saw it go (a blip); never in a tight loop.
             self._redis_up.clear()
             try:
-                await asyncio.wait_for(self._redis_up.wait(), self._redis.health_interval_seconds)
+                async with asyncio.timeout(self._redis.health_interval_seconds):
+                    await self._redis_up.wait()
             except TimeoutError:
                 if self._redis.available:
                     self._redis_up.set()

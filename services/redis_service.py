@@ -143,7 +143,8 @@ class RedisService:
     async def _monitor_loop(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._check_now.wait(), self.health_interval_seconds)
+                async with asyncio.timeout(self.health_interval_seconds):
+                    await self._check_now.wait()
             except TimeoutError:
                 pass
             self._check_now.clear()
