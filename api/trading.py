@@ -46,6 +46,7 @@ async def place_order(
 
 
 @router.get("/orders", response_model=Page[OrderRead], summary="List orders and their fills")
+@router.get("/history", response_model=Page[OrderRead], summary="Order and fill history")
 async def list_orders(
     services: ServicesDep,
     user_id: CurrentUserId,
@@ -62,6 +63,8 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[OrderRead]:
+    """Orders newest first, each with its fills (price, quantity, fee, maker/taker);
+    /history is the same list under the seed's name."""
     return await services.paper_trading.list_orders(
         user_id,
         account_id=account_id,
@@ -69,33 +72,6 @@ async def list_orders(
         symbol=symbol,
         side=side,
         agent_id=agent_id,
-        start=start,
-        end=end,
-        limit=limit,
-        offset=offset,
-    )
-
-
-@router.get("/history", response_model=Page[OrderRead], summary="Order and fill history")
-async def history(
-    services: ServicesDep,
-    user_id: CurrentUserId,
-    account_id: uuid.UUID | None = None,
-    symbol: Annotated[str | None, Query(description="BTC/USD or BTC-USD")] = None,
-    side: OrderSide | None = None,
-    status: OrderListStatus | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> Page[OrderRead]:
-    """Every order, newest first, with its fills (price, quantity, fee, maker/taker)."""
-    return await services.paper_trading.list_orders(
-        user_id,
-        account_id=account_id,
-        status=status,
-        symbol=symbol,
-        side=side,
         start=start,
         end=end,
         limit=limit,
