@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the services from the app's registry, and the acting user."""
+"""FastAPI dependencies: the services from the app's registry, and the acting user.
+
+All `async def`: FastAPI runs a plain `def` dependency in a worker thread, a thread
+hop per request for what is an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from core.service_registry import ServiceRegistry
 from services.container import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -19,14 +23,14 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_registry(services: ServicesDep) -> ServiceRegistry:
+async def get_registry(services: ServicesDep) -> ServiceRegistry:
     return services.registry
 
 
 RegistryDep = Annotated[ServiceRegistry, Depends(get_registry)]
 
 
-def get_current_user_id(services: ServicesDep) -> uuid.UUID:
+async def get_current_user_id(services: ServicesDep) -> uuid.UUID:
     """Solo mode: every request acts as the local user. Login plugs in here later."""
     return services.users.solo_user_id
 

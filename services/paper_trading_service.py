@@ -1,9 +1,11 @@
 """The paper exchange: orders against the simulated market's book, on a real ledger.
 
 One order is one transaction: the account is held (row lock on PostgreSQL, `BEGIN
-IMMEDIATE` on SQLite), what the order needs is moved from free to locked by a
-compare-and-set write (services/paper_trading/ledger.py), the fills are paid out of
-that lock, and whatever does not rest is released. Events go out after the commit.
+IMMEDIATE` on SQLite), what the order needs is moved from free to locked, the fills are
+paid out of that lock, whatever does not rest is released, and the balances are written
+once, compare-and-set (services/paper_trading/ledger.py). Events go out after the
+commit. Within one process, the orders and fills of one account queue on an asyncio
+lock before they ask for the row lock, so waiting orders hold no database connection.
 
 - Takers (market orders, crossing limits, triggered stops) walk the latest book from the
   touch; orders in the same market step share that book's liquidity, so two orders
@@ -17,7 +19,8 @@ that lock, and whatever does not rest is released. Events go out after the commi
   sell locks the base asset. Spot only: nothing is sold that the account does not hold.
 - `client_order_id` is unique per account: the same id and parameters return the first
   order (no second fill); other parameters are a 409 naming the differences. Retries
-  racing the first wait for it (in-process lock; across processes the unique key).
+  racing the first wait for it (the account's turn in-process; across processes the
+  unique key).
 - Every fill is applied with a compare-and-set on the order's filled quantity, so a
   cancel racing a fill, or a second instance matching the same order, can never fill
   it twice.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,8 +46,9 @@ from connectors.base import BookLevel, OrderBook, PairRules, Tick, Ticker
 from core.config import Settings
 from core.exceptions import ConflictError, NotFoundError, ValidationFailedError
 from core.service_registry import ServiceHealth
-from database.models import OPEN_ORDER_STATUSES, Order, Trade
+from database.models import OPEN_ORDER_STATUSES, Order, Position, Trade
 from database.models.types import strip_zeros, utcnow
+from database.repositories.accounts import find_account
 from models.base import AppModel, Page
 from models.enums import Liquidity, OrderSide, OrderStatus, OrderType, TimeInForce
 from models.trading import FillRead, OrderCreate, OrderRead
@@ -170,7 +175,10 @@ class PaperTradingService:
         self._index = OrderIndex()
         # The book takers see: the latest market step's, minus what orders took from it.
         self._books: dict[str, OrderBook] = {}
-        self._client_locks: dict[tuple[uuid.UUID, str], asyncio.Lock] = {}
+        self._gates: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._default_accounts: dict[uuid.UUID, uuid.UUID] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self.fills_applied = 0
         self.fill_errors = 0
@@ -260,30 +268,50 @@ class PaperTradingService:
             bid=ticker.bid,
             ask=ticker.ask,
         )
-        if request.client_order_id is None:
-            return await self._place(
-                user_id, request, symbol, rules, ticker, draft, agent_id, decision_id
-            )
-        key = (user_id, request.client_order_id)
-        lock = self._client_locks.setdefault(key, asyncio.Lock())
-        try:
-            async with lock:
-                try:
-                    return await self._place(
-                        user_id, request, symbol, rules, ticker, draft, agent_id, decision_id
-                    )
-                except IntegrityError:
-                    # Another instance placed the same client_order_id first.
-                    return await self._existing(user_id, request, symbol, draft)
-        finally:
-            if not lock.locked():
-                self._client_locks.pop(key, None)
+        account_id = await self._account_id(user_id, request.account_id)
+        async with self._gate(account_id):
+            try:
+                return await self._place(
+                    user_id, account_id, request, symbol, rules, ticker, draft, agent_id,
+                    decision_id,
+                )  # fmt: skip
+            except IntegrityError:
+                if request.client_order_id is None:
+                    raise
+                # Another instance placed the same client_order_id first.
+                return await self._existing(user_id, account_id, request, symbol, draft)
+
+    async def _account_id(self, user_id: uuid.UUID, account_id: uuid.UUID | None) -> uuid.UUID:
+        """The account an order goes to: the one named, or the user's default (looked up
+        once: a user's default account never changes)."""
+        if account_id is not None:
+            return account_id
+        default = self._default_accounts.get(user_id)
+        if default is None:
+            async with self._database.database.read() as session:
+                default = (await find_account(session, user_id, None)).id
+            self._default_accounts[user_id] = default
+        return default
+
+    def _gate(self, account_id: uuid.UUID) -> asyncio.Lock:
+        """Orders and fills of one account take turns in this process before they take
+        the account's row lock: one waiting coroutine instead of one idle connection
+        per waiting order. The row lock still orders them across processes."""
+        gate = self._gates.get(account_id)
+        if gate is None:
+            gate = self._gates[account_id] = asyncio.Lock()
+        return gate
 
     async def _existing(
-        self, user_id: uuid.UUID, request: OrderCreate, symbol: str, draft: EngineOrder
+        self,
+        user_id: uuid.UUID,
+        account_id: uuid.UUID,
+        request: OrderCreate,
+        symbol: str,
+        draft: EngineOrder,
     ) -> OrderRead:
         async with self._database.database.read() as session:
-            book = await ledger.lock_account(session, user_id, request.account_id)
+            book = await ledger.lock_account(session, user_id, account_id)
             order = await self._by_client_id(session, book.account.id, request.client_order_id)
             if order is None:
                 raise ConflictError("the order could not be placed; retry")
@@ -321,6 +349,7 @@ class PaperTradingService:
     async def _place(
         self,
         user_id: uuid.UUID,
+        account_id: uuid.UUID,
         request: OrderCreate,
         symbol: str,
         rules: PairRules,
@@ -333,7 +362,7 @@ class PaperTradingService:
             outbox = _Outbox(user_id)
             try:
                 async with self._database.database.transaction() as session:
-                    book = await ledger.lock_account(session, user_id, request.account_id)
+                    book = await ledger.lock_account(session, user_id, account_id)
                     if request.client_order_id is not None:
                         existing = await self._by_client_id(
                             session, book.account.id, request.client_order_id
@@ -455,22 +484,26 @@ class PaperTradingService:
             },
             triggered_at=triggered_at,
         )
-        session.add(order)
-        await session.flush()  # a reused client_order_id fails here (IntegrityError)
-        await ledger.change_balance(session, book, lock_asset, free=-lock, locked=lock)
+        # Read before the order is added, so the order's INSERT goes out with its final
+        # values in the one flush at the end (write_balances).
+        fills = execution.fills if execution is not None else ()
+        position = await ledger.position_of(session, account, symbol) if fills else None
+        session.add(order)  # a reused client_order_id fails at its INSERT (IntegrityError)
+        ledger.change_balance(book, lock_asset, free=-lock, locked=lock)
         order.locked_amount = lock
         trades: list[Trade] = []
-        if execution is not None and execution.fills:
+        if fills:
             trades = await self._apply_fills(
-                session, book, order, rules, execution.fills, now, outbox
-            )
+                session, book, order, rules, fills, now, outbox,
+                earlier=[], position=position,
+            )  # fmt: skip
         self._finish(order, execution, resting, now)
         if resting:
             if buy:
-                await self._trim_lock(session, book, order, lock_asset, account, working, resting)
+                self._trim_lock(book, order, lock_asset, account, working, resting)
         else:
-            await self._release(session, book, order, lock_asset)
-        await session.flush()
+            self._release(book, order, lock_asset)
+        await ledger.write_balances(session, book)
         read = _read(order, trades)
         self._announce(outbox, read, trades)
         rest = None
@@ -502,9 +535,8 @@ class PaperTradingService:
             price = working.stop_price * (1 + STOP_BUY_BUFFER)
         return _buy_reserve(resting, price, fee_bps)
 
-    async def _trim_lock(
+    def _trim_lock(
         self,
-        session: AsyncSession,
         book: ledger.Book,
         order: Order,
         asset: str,
@@ -515,14 +547,14 @@ class PaperTradingService:
         """Keep exactly the reserve of the resting part locked; free the rest."""
         excess = order.locked_amount - self._buy_rest_reserve(account, working, resting)
         if excess > 0:
-            await ledger.change_balance(session, book, asset, free=excess, locked=-excess)
+            ledger.change_balance(book, asset, free=excess, locked=-excess)
             order.locked_amount = order.locked_amount - excess
 
     @staticmethod
-    async def _release(session: AsyncSession, book: ledger.Book, order: Order, asset: str) -> None:
+    def _release(book: ledger.Book, order: Order, asset: str) -> None:
         left = order.locked_amount
         if left > 0:
-            await ledger.change_balance(session, book, asset, free=left, locked=-left)
+            ledger.change_balance(book, asset, free=left, locked=-left)
         order.locked_amount = _ZERO
 
     async def _apply_fills(
@@ -534,16 +566,23 @@ class PaperTradingService:
         fills: tuple[Fill, ...] | list[Fill],
         now: datetime,
         outbox: _Outbox,
+        *,
+        earlier: list[Trade] | None = None,
+        position: Position | None = None,
     ) -> list[Trade]:
-        """Pay each fill out of the order's lock and book it."""
+        """Pay each fill out of the order's lock and book it; returns all the order's
+        trades (`earlier`: those it had, read from the database when not given)."""
+        if earlier is None:
+            earlier = await self._trades_of(session, order.id) if order.filled_quantity else []
         side = OrderSide(order.side)
-        position = await ledger.position_of(session, book.account, order.symbol)
+        if position is None:
+            position = await ledger.position_of(session, book.account, order.symbol)
         trades = []
         for fill in fills:
             with localcontext(MONEY_CONTEXT):
                 due = fill.notional + fill.fee if side is OrderSide.BUY else fill.quantity
                 from_lock = min(due, order.locked_amount)
-            booked = await ledger.book_fill(
+            booked = ledger.book_fill(
                 session,
                 book,
                 position,
@@ -560,8 +599,7 @@ class PaperTradingService:
             order.filled_quantity = order.filled_quantity + fill.quantity
             order.fees = order.fees + fill.fee
             trades.append(booked.trade)
-        await session.flush()
-        all_trades = await self._trades_of(session, order.id)
+        all_trades = earlier + trades
         with localcontext(MONEY_CONTEXT):
             notional = sum((t.price * t.quantity for t in all_trades), _ZERO)
             order.average_price = (
@@ -638,10 +676,11 @@ class PaperTradingService:
             events = self._index.on_ticker(tick.ticker, maker_fee_bps=_ZERO, book=tick.book)
             for event in events:
                 try:
-                    if isinstance(event, RestingFill):
-                        await self._apply_resting_fill(event)
-                    else:
-                        await self._apply_trigger(event)
+                    async with self._gate(uuid.UUID(event.order.account_id)):
+                        if isinstance(event, RestingFill):
+                            await self._apply_resting_fill(event)
+                        else:
+                            await self._apply_trigger(event)
                 except Exception:
                     self.fill_errors += 1
                     log.exception("resting_order_failed", order_id=event.order.id)
@@ -678,8 +717,8 @@ class PaperTradingService:
                 order.status = OrderStatus.FILLED.value
                 order.closed_at = now
                 asset = rules.quote_asset if order.side == OrderSide.BUY.value else rules.base_asset
-                await self._release(session, book, order, asset)
-            await session.flush()
+                self._release(book, order, asset)
+            await ledger.write_balances(session, book)
             self._announce(outbox, _read(order, trades), trades)
         self.fills_applied += 1
         await self._publish(outbox)
@@ -708,7 +747,7 @@ class PaperTradingService:
                 with localcontext(MONEY_CONTEXT):
                     shortfall = execution.notional + execution.fees - order.locked_amount
                 if shortfall > book.free(asset):
-                    await self._release(session, book, order, asset)
+                    self._release(book, order, asset)
                     order.status = OrderStatus.REJECTED.value
                     order.closed_at = now
                     order.reject_reason = (
@@ -716,13 +755,11 @@ class PaperTradingService:
                         f"{execution.notional + execution.fees} {asset}, more than the "
                         f"{order.locked_amount} held and the {book.free(asset)} free"
                     )
-                    await session.flush()
+                    await ledger.write_balances(session, book)
                     self._announce(outbox, _read(order, []), [])
                     rejected = True
                 elif shortfall > 0:
-                    await ledger.change_balance(
-                        session, book, asset, free=-shortfall, locked=shortfall
-                    )
+                    ledger.change_balance(book, asset, free=-shortfall, locked=shortfall)
                     order.locked_amount = order.locked_amount + shortfall
             if not rejected:
                 trades: list[Trade] = []
@@ -733,13 +770,11 @@ class PaperTradingService:
                 self._finish(order, execution, resting, now)
                 if resting:
                     if buy:
-                        await self._trim_lock(
-                            session, book, order, asset, account, execution.order, resting
-                        )
+                        self._trim_lock(book, order, asset, account, execution.order, resting)
                     rest = execution.order
                 else:
-                    await self._release(session, book, order, asset)
-                await session.flush()
+                    self._release(book, order, asset)
+                await ledger.write_balances(session, book)
                 self._announce(outbox, _read(order, trades), trades)
         if rest is not None:
             self._index.add(rest)
@@ -800,11 +835,11 @@ class PaperTradingService:
                 )
             rules = self._market.pair_rules(order.symbol)
             asset = rules.quote_asset if order.side == OrderSide.BUY.value else rules.base_asset
-            await self._release(session, book, order, asset)
+            self._release(book, order, asset)
             order.status = OrderStatus.CANCELLED.value
             order.closed_at = utcnow()
             order.reject_reason = "cancelled by the user"
-            await session.flush()
+            await ledger.write_balances(session, book)
             trades = await self._trades_of(session, order.id)
             read = _read(order, trades)
         self._index.cancel(str(order_id))

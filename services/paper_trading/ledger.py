@@ -1,12 +1,14 @@
 """Balances, positions and fills of one account, written inside the order's transaction.
 
 The caller holds the account (row lock on PostgreSQL, `BEGIN IMMEDIATE` on SQLite).
-On top of that every balance write is a compare-and-set on the values it read
-(`UPDATE … WHERE id = :id AND free = :read_free AND locked = :read_locked`): if any
-other writer got in between, zero rows change and the whole order is retried or
-refused, never half-applied. Amounts are compared in Python (SQLite stores money as
-text, see database/models/types.py), and the equality guard holds on both databases
-because the stored text is canonical.
+Balance moves are applied to the `Book` in memory, each checked at once (nothing goes
+below zero), and `write_balances` stores them at the end of the order: one write per
+asset however many fills there were. Every write is a compare-and-set on the values
+read under the lock (`UPDATE … WHERE id = :id AND free = :read_free AND locked =
+:read_locked`): if any other writer got in between, zero rows change and the whole
+order is retried or refused, never half-applied. Amounts are compared in Python
+(SQLite stores money as text, see database/models/types.py), and the equality guard
+holds on both databases because the stored text is canonical.
 
 Accounting, average cost, fees kept apart:
 - a buy fill: cash -= notional + fee; base += quantity; cost_basis += notional.
@@ -20,7 +22,8 @@ of the removed share, and avg_price = cost_basis / quantity is for display.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
@@ -28,10 +31,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.exceptions import ConflictError, InsufficientFundsError
+from core.exceptions import ConflictError, InsufficientFundsError, NotFoundError
 from database.models import AccountBalance, Position, Trade, TradingAccount
 from database.models.types import MONEY_SCALE, utcnow
-from database.repositories.accounts import find_account
 from models.enums import Liquidity, OrderSide
 from services.paper_trading.matching import MONEY_CONTEXT, Fill
 
@@ -50,61 +52,95 @@ def stored(amount: Decimal) -> Decimal:
 
 
 @dataclass(slots=True)
+class _Balance:
+    """One asset's amounts: as read under the lock (`row`, None when the account has
+    never held it) and as this transaction leaves them."""
+
+    row: AccountBalance | None
+    free: Decimal
+    locked: Decimal
+
+    @property
+    def changed(self) -> bool:
+        if self.row is None:
+            return bool(self.free or self.locked)
+        return self.free != self.row.free or self.locked != self.row.locked
+
+
+@dataclass(slots=True)
 class Book:
-    """An account's balances by asset, as read under the account's lock."""
+    """An account's balances by asset, as read under the account's lock and moved by
+    this transaction (not yet written: see `write_balances`)."""
 
     account: TradingAccount
-    balances: dict[str, AccountBalance]
+    balances: dict[str, _Balance] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, account: TradingAccount, rows: Iterable[AccountBalance]) -> Book:
+        return cls(account, {row.asset: _Balance(row, row.free, row.locked) for row in rows})
 
     def free(self, asset: str) -> Decimal:
-        row = self.balances.get(asset)
-        return row.free if row is not None else _ZERO
+        balance = self.balances.get(asset)
+        return balance.free if balance is not None else _ZERO
 
     def locked(self, asset: str) -> Decimal:
-        row = self.balances.get(asset)
-        return row.locked if row is not None else _ZERO
+        balance = self.balances.get(asset)
+        return balance.locked if balance is not None else _ZERO
 
 
-async def lock_account(
-    session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID | None
-) -> Book:
-    """The user's account (default when None) and its balances, locked for this
-    transaction on PostgreSQL. Raises NotFoundError."""
-    account = await find_account(session, user_id, account_id)
-    return await lock_book(session, account.id)
+async def lock_account(session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID) -> Book:
+    """The user's account `account_id` and its balances, locked for this transaction on
+    PostgreSQL. Another user's account is "not found" (NotFoundError), ids never leak."""
+    book = await _locked_book(session, account_id, user_id)
+    if book is None:
+        raise NotFoundError(
+            f"account {account_id} not found", details={"account_id": str(account_id)}
+        )
+    return book
 
 
 async def lock_book(session: AsyncSession, account_id: uuid.UUID) -> Book:
+    book = await _locked_book(session, account_id, None)
+    if book is None:
+        raise NotFoundError(
+            f"account {account_id} not found", details={"account_id": str(account_id)}
+        )
+    return book
+
+
+async def _locked_book(
+    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID | None
+) -> Book | None:
+    """One round trip: the account row, locked, with its balances. Only the account row
+    is locked; every writer of balances takes it first, and writes compare-and-set."""
     # populate_existing: rows read earlier in this session (unlocked) are overwritten
     # with what the lock returns, the latest committed values.
-    account_query = (
-        select(TradingAccount)
+    query = (
+        select(TradingAccount, AccountBalance)
+        .outerjoin(AccountBalance, AccountBalance.account_id == TradingAccount.id)
         .where(TradingAccount.id == account_id)
         .execution_options(populate_existing=True)
     )
-    balance_query = (
-        select(AccountBalance)
-        .where(AccountBalance.account_id == account_id)
-        .execution_options(populate_existing=True)
-    )
+    if user_id is not None:
+        query = query.where(TradingAccount.user_id == user_id)
     if session.get_bind().dialect.name == "postgresql":
-        account_query = account_query.with_for_update()
-        balance_query = balance_query.with_for_update()
-    account = (await session.execute(account_query)).scalar_one()
-    rows = (await session.execute(balance_query)).scalars()
-    return Book(account, {row.asset: row for row in rows})
+        query = query.with_for_update(of=TradingAccount)
+    rows = (await session.execute(query)).all()
+    if not rows:
+        return None
+    return Book.of(rows[0][0], (balance for _, balance in rows if balance is not None))
 
 
-async def change_balance(
-    session: AsyncSession,
+def change_balance(
     book: Book,
     asset: str,
     *,
     free: Decimal = _ZERO,
     locked: Decimal = _ZERO,
 ) -> None:
-    """Add `free` and `locked` (either may be negative) to the asset's balance; refuses
-    to take either below zero (InsufficientFundsError, naming what was there)."""
+    """Add `free` and `locked` (either may be negative) to the asset's balance in the
+    book; refuses to take either below zero (InsufficientFundsError, naming what was
+    there). Stored by `write_balances`."""
     with localcontext(MONEY_CONTEXT):
         old_free, old_locked = book.free(asset), book.locked(asset)
         new_free, new_locked = stored(old_free + free), stored(old_locked + locked)
@@ -119,39 +155,53 @@ async def change_balance(
             f"release of {-locked} {asset} exceeds the {old_locked} locked",
             details={"asset": asset},
         )
-    row = book.balances.get(asset)
+    balance = book.balances.get(asset)
+    if balance is None:
+        book.balances[asset] = _Balance(None, new_free, new_locked)
+    else:
+        balance.free, balance.locked = new_free, new_locked
+
+
+async def write_balances(session: AsyncSession, book: Book) -> None:
+    """Store what the transaction did to the balances: an insert for a new asset, a
+    compare-and-set update on the values read under the lock for the others."""
     account = book.account
-    if row is None:
-        row = AccountBalance(
-            id=uuid.uuid4(),
-            user_id=account.user_id,
-            account_id=account.id,
-            asset=asset,
-            free=new_free,
-            locked=new_locked,
+    now = utcnow()
+    for asset, balance in book.balances.items():
+        if not balance.changed:
+            continue
+        row = balance.row
+        if row is None:
+            row = AccountBalance(
+                id=uuid.uuid4(),
+                user_id=account.user_id,
+                account_id=account.id,
+                asset=asset,
+                free=balance.free,
+                locked=balance.locked,
+            )
+            session.add(row)
+            balance.row = row
+            continue
+        result = await session.execute(
+            update(AccountBalance)
+            .where(
+                AccountBalance.id == row.id,
+                AccountBalance.free == row.free,
+                AccountBalance.locked == row.locked,
+            )
+            .values(free=balance.free, locked=balance.locked, updated_at=now)
+            .execution_options(synchronize_session=False)
         )
-        session.add(row)
-        await session.flush()
-        book.balances[asset] = row
-        return
-    result = await session.execute(
-        update(AccountBalance)
-        .where(
-            AccountBalance.id == row.id,
-            AccountBalance.free == old_free,
-            AccountBalance.locked == old_locked,
-        )
-        .values(free=new_free, locked=new_locked, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise LedgerConflictError(
-            f"the {asset} balance changed during the order; retry",
-            details={"asset": asset},
-        )
-    # The ORM copy now matches the row, and no later flush writes it again.
-    set_committed_value(row, "free", new_free)
-    set_committed_value(row, "locked", new_locked)
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise LedgerConflictError(
+                f"the {asset} balance changed during the order; retry",
+                details={"asset": asset},
+            )
+        # The ORM copy now matches the row, and no later flush writes it again.
+        set_committed_value(row, "free", balance.free)
+        set_committed_value(row, "locked", balance.locked)
+    await session.flush()
 
 
 async def position_of(session: AsyncSession, account: TradingAccount, symbol: str) -> Position:
@@ -187,7 +237,7 @@ class Booked:
     realized_pnl: Decimal
 
 
-async def book_fill(
+def book_fill(
     session: AsyncSession,
     book: Book,
     position: Position,
@@ -208,22 +258,19 @@ async def book_fill(
     with localcontext(MONEY_CONTEXT):
         cost = fill.notional + fill.fee
         if side is OrderSide.BUY:
-            await change_balance(
-                session, book, quote_asset, free=cash_from_lock - cost, locked=-cash_from_lock
-            )
-            await change_balance(session, book, base_asset, free=fill.quantity)
+            change_balance(book, quote_asset, free=cash_from_lock - cost, locked=-cash_from_lock)
+            change_balance(book, base_asset, free=fill.quantity)
             position.cost_basis = stored(position.cost_basis + fill.notional)
             position.quantity = position.quantity + fill.quantity
             realized = _ZERO
         else:
-            await change_balance(
-                session,
+            change_balance(
                 book,
                 base_asset,
                 free=base_from_lock - fill.quantity,
                 locked=-base_from_lock,
             )
-            await change_balance(session, book, quote_asset, free=fill.notional - fill.fee)
+            change_balance(book, quote_asset, free=fill.notional - fill.fee)
             if fill.quantity >= position.quantity:
                 removed = position.cost_basis
             else:
