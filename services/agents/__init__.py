@@ -1,0 +1,1 @@
+"""Pure agent rules: the pre-trade risk check, combining agents' views, confidence calibration."""

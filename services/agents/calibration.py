@@ -1,0 +1,160 @@
+"""Is an agent's confidence worth anything? Closed trades against the confidence behind them.
+
+Pure, `Decimal` only:
+
+- Five buckets by confidence, [0, 0.2), [0.2, 0.4), [0.4, 0.6), [0.6, 0.8), [0.8, 1]:
+  a bucket holds its low edge, and the last one also holds 1.
+- `brier_score` is the mean of `(confidence - won)^2` (won is 1 or 0): 0 is perfect,
+  0.25 is what a constant 0.5 scores.
+- The high-confidence group is confidence >= 0.7, the low one confidence < 0.5.
+  Confidence is `informative` when the high group won more often than the low one;
+  None while either group has fewer than `min_samples` trades.
+
+Win rates, mean confidences and the Brier score are rounded to 4 places; the
+high-versus-low comparison uses the exact rates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+
+from models.base import AppModel, DecimalStr, decimal_to_str
+from services.paper_trading.matching import MONEY_CONTEXT
+
+HIGH_CONFIDENCE = Decimal("0.7")
+LOW_CONFIDENCE = Decimal("0.5")
+BUCKET_EDGES = tuple(Decimal(edge) for edge in ("0", "0.2", "0.4", "0.6", "0.8", "1"))
+
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+_QUANTUM = Decimal("0.0001")
+_PCT_QUANTUM = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One closed trade: the confidence it was placed with and whether it made money."""
+
+    confidence: Decimal
+    won: bool
+
+    def __post_init__(self) -> None:
+        if not _ZERO <= self.confidence <= _ONE:
+            raise ValueError("confidence must be within [0, 1]")
+
+
+class CalibrationBucket(AppModel):
+    """Trades with confidence in [low, high); the last bucket includes 1."""
+
+    low: DecimalStr
+    high: DecimalStr
+    trades: int
+    wins: int
+    win_rate: DecimalStr | None
+    mean_confidence: DecimalStr | None
+
+
+class Calibration(AppModel):
+    trades: int
+    wins: int
+    buckets: list[CalibrationBucket]
+    brier_score: DecimalStr | None
+    # Confidence >= 0.7 and < 0.5.
+    high_confidence_win_rate: DecimalStr | None
+    low_confidence_win_rate: DecimalStr | None
+    informative: bool | None
+    summary: str
+
+
+def calibrate(outcomes: Sequence[Outcome], *, min_samples: int = 10) -> Calibration:
+    """Buckets, Brier score and the high-versus-low confidence win rates of `outcomes`."""
+    if min_samples < 1:
+        raise ValueError("min_samples must be at least 1")
+    high = [o for o in outcomes if o.confidence >= HIGH_CONFIDENCE]
+    low = [o for o in outcomes if o.confidence < LOW_CONFIDENCE]
+    informative: bool | None = None
+    if len(high) >= min_samples and len(low) >= min_samples:
+        # Exact comparison of wins_h / n_h > wins_l / n_l, cross-multiplied.
+        informative = _wins(high) * len(low) > _wins(low) * len(high)
+    with localcontext(MONEY_CONTEXT):
+        brier = (
+            sum(((o.confidence - _won(o)) ** 2 for o in outcomes), _ZERO) / len(outcomes)
+            if outcomes
+            else None
+        )
+    return Calibration(
+        trades=len(outcomes),
+        wins=_wins(outcomes),
+        buckets=[_bucket(outcomes, i) for i in range(len(BUCKET_EDGES) - 1)],
+        brier_score=_round(brier),
+        high_confidence_win_rate=_win_rate(high),
+        low_confidence_win_rate=_win_rate(low),
+        informative=informative,
+        summary=_summary(outcomes, high, low, informative, min_samples),
+    )
+
+
+def _bucket(outcomes: Sequence[Outcome], index: int) -> CalibrationBucket:
+    low, high = BUCKET_EDGES[index], BUCKET_EDGES[index + 1]
+    last = index == len(BUCKET_EDGES) - 2
+    inside = [o for o in outcomes if low <= o.confidence < high or (last and o.confidence == high)]
+    mean = None
+    if inside:
+        with localcontext(MONEY_CONTEXT):
+            mean = sum((o.confidence for o in inside), _ZERO) / len(inside)
+    return CalibrationBucket(
+        low=low,
+        high=high,
+        trades=len(inside),
+        wins=_wins(inside),
+        win_rate=_win_rate(inside),
+        mean_confidence=_round(mean),
+    )
+
+
+def _summary(
+    outcomes: Sequence[Outcome],
+    high: Sequence[Outcome],
+    low: Sequence[Outcome],
+    informative: bool | None,
+    min_samples: int,
+) -> str:
+    if not outcomes:
+        return "No closed trades yet: nothing to calibrate"
+    groups = (
+        f"{decimal_to_str(HIGH_CONFIDENCE)}+ confidence trades {_group(high)}, "
+        f"under {decimal_to_str(LOW_CONFIDENCE)} {_group(low)}"
+    )
+    if informative is None:
+        return f"{groups}: too few trades to tell ({min_samples} needed in each group)"
+    verdict = "informative" if informative else "not informative"
+    return f"{groups}: confidence is {verdict}"
+
+
+def _group(outcomes: Sequence[Outcome]) -> str:
+    if not outcomes:
+        return "none yet"
+    with localcontext(MONEY_CONTEXT):
+        pct = (Decimal(_wins(outcomes)) * 100 / len(outcomes)).quantize(_PCT_QUANTUM)
+    return f"won {decimal_to_str(pct.normalize(MONEY_CONTEXT))}% ({len(outcomes)})"
+
+
+def _won(outcome: Outcome) -> Decimal:
+    return _ONE if outcome.won else _ZERO
+
+
+def _wins(outcomes: Sequence[Outcome]) -> int:
+    return sum(1 for o in outcomes if o.won)
+
+
+def _win_rate(outcomes: Sequence[Outcome]) -> Decimal | None:
+    if not outcomes:
+        return None
+    with localcontext(MONEY_CONTEXT):
+        return _round(Decimal(_wins(outcomes)) / len(outcomes))
+
+
+def _round(value: Decimal | None) -> Decimal | None:
+    return value.quantize(_QUANTUM, context=MONEY_CONTEXT) if value is not None else None
