@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from api import health, market, portfolio, trading, websocket
+from api import agents, health, market, portfolio, trading, websocket
 
 # Probes are never rate limited (a load balancer polls them).
 RATE_LIMIT_EXEMPT = (health.health,)
@@ -18,5 +18,6 @@ def build_router(api_prefix: str) -> APIRouter:
     versioned.include_router(market.router)
     versioned.include_router(trading.router)
     versioned.include_router(portfolio.router)
+    versioned.include_router(agents.router)
     root.include_router(versioned)
     return root

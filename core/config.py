@@ -104,6 +104,11 @@ class LLMSettings(BaseSettings):
     openrouter_api_key: SecretStr | None = None
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
     llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    llm_prices: dict[str, dict[Literal["input", "output"], Decimal]] = Field(
+        default_factory=dict,
+        description="USD per million tokens by model, over the built-in table, as JSON: "
+        '{"my-model": {"input": "0.15", "output": "0.60"}}.',
+    )
 
 
 class MarketDataSettings(BaseSettings):
@@ -134,6 +139,33 @@ class PaperTradingSettings(BaseSettings):
     maker_fee_bps: Decimal = Field(default=Decimal(10), ge=0, le=1000, allow_inf_nan=False)
     taker_fee_bps: Decimal = Field(default=Decimal(20), ge=0, le=1000, allow_inf_nan=False)
     snapshot_interval_seconds: float = Field(default=60.0, gt=0, le=86400)
+
+
+class AgentSettings(BaseSettings):
+    """The agents' decision loop and the limits every agent trades within."""
+
+    model_config = _config("AGENT_")
+
+    scheduler_enabled: bool = Field(
+        default=True, description="Run active agents on their interval; off, cycles run on request."
+    )
+    scheduler_tick_seconds: float = Field(default=1.0, gt=0, le=60)
+    candle_timeframe: Literal["1m", "5m", "1h", "1d"] = "5m"
+    candle_limit: int = Field(default=100, ge=10, le=1000)
+    context_ttl_seconds: float = Field(
+        default=2.0, ge=0, le=300, description="Agents deciding within this share market context."
+    )
+    recent_decisions: int = Field(default=5, ge=0, le=50)
+    max_open_positions: int | None = Field(default=10, ge=1, le=1000)
+    max_daily_loss_pct: Decimal | None = Field(
+        default=Decimal(5), gt=0, le=100, allow_inf_nan=False
+    )
+    calibration_horizon_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        le=30 * 86400,
+        description="How long after a trade its outcome is read.",
+    )
 
 
 class WebSocketSettings(BaseSettings):
@@ -176,6 +208,7 @@ class Settings(BaseSettings):
     market_data: MarketDataSettings = Field(default_factory=MarketDataSettings)
     websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
     paper: PaperTradingSettings = Field(default_factory=PaperTradingSettings)
+    agents: AgentSettings = Field(default_factory=AgentSettings)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -233,6 +266,7 @@ _GROUP_PREFIX = {
     "market_data": "",
     "websocket": "WS_",
     "paper": "PAPER_",
+    "agents": "AGENT_",
 }
 
 
@@ -260,6 +294,7 @@ def load_settings(**overrides: Any) -> Settings:
         "market_data": MarketDataSettings,
         "websocket": WebSocketSettings,
         "paper": PaperTradingSettings,
+        "agents": AgentSettings,
     }
     built: dict[str, Any] = {}
     for name, cls in groups.items():

@@ -37,10 +37,31 @@ class DecisionType(StrEnum):
 
 
 class DecisionStatus(StrEnum):
+    # Logged before its order goes out, so the order can point at it; a decision still
+    # pending after a restart was interrupted and is closed as an error.
+    PENDING = "pending"
     EXECUTED = "executed"
     REJECTED = "rejected"
     SKIPPED = "skipped"
     ERROR = "error"
+
+
+class DecisionTrigger(StrEnum):
+    """What started a decision cycle."""
+
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"  # execute-decision without a body: one cycle now
+    OVERRIDE = "override"  # execute-decision with a decision in the body
+    COORDINATION = "coordination"
+
+
+class ActionTaken(StrEnum):
+    """What a decision did on the account."""
+
+    BUY = "buy"
+    SELL = "sell"
+    REBALANCE = "rebalance"
+    NONE = "none"
 
 
 class FileProcessingStatus(StrEnum):

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 from core.config import Settings
 from core.service_registry import ServiceRegistry
+from services.agent_service import AgentService
 from services.cache_service import CacheService
 from services.database_service import DatabaseService
 from services.event_bus import EventBus, InProcessEventBus, RedisEventBus
+from services.llm_service import LLMService
 from services.market_data_service import MarketDataService
 from services.paper_trading_service import PaperTradingService
 from services.portfolio_service import PortfolioService
@@ -36,6 +38,8 @@ class Services:
     market_data: MarketDataService
     paper_trading: PaperTradingService
     portfolio: PortfolioService
+    llm: LLMService
+    agents: AgentService
 
 
 def build_services(settings: Settings) -> Services:
@@ -98,6 +102,18 @@ def build_services(settings: Settings) -> Services:
         depends_on=("database", "market_data", "paper_trading", "event_bus"),
     )
 
+    llm = LLMService(settings.llm, prices=settings.llm.llm_prices)
+    registry.register("llm", llm)
+
+    agents = AgentService(
+        database, market_data, paper_trading, portfolio, llm, event_bus, cache, settings
+    )
+    registry.register(
+        "agents",
+        agents,
+        depends_on=("database", "market_data", "paper_trading", "portfolio", "llm", "event_bus"),
+    )
+
     return Services(
         settings=settings,
         registry=registry,
@@ -111,4 +127,6 @@ def build_services(settings: Settings) -> Services:
         market_data=market_data,
         paper_trading=paper_trading,
         portfolio=portfolio,
+        llm=llm,
+        agents=agents,
     )

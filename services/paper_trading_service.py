@@ -100,6 +100,15 @@ class MarketView(Protocol):
     ) -> Callable[[], None]: ...
 
 
+class OrderJournal(Protocol):
+    """Rows a caller writes in the order's own transaction: `before` the order (what
+    it references, such as the agent decision behind it) and `after` it, with the
+    result. If the order fails, they roll back with it."""
+
+    async def before(self, session: AsyncSession) -> None: ...
+    async def after(self, session: AsyncSession, order: OrderRead) -> None: ...
+
+
 @dataclass(slots=True)
 class _Outbox:
     """Events of one transaction, published once it has committed."""
@@ -244,10 +253,12 @@ class PaperTradingService:
         *,
         agent_id: uuid.UUID | None = None,
         decision_id: uuid.UUID | None = None,
+        journal: OrderJournal | None = None,
     ) -> OrderRead:
         """Place, execute what crosses, rest the rest; raises NotFoundError (symbol,
         account), RuleViolation (pair rules), InsufficientFundsError, ConflictError
-        (client_order_id reused with other parameters)."""
+        (client_order_id reused with other parameters). A `journal` writes its rows in
+        the order's transaction (not on an idempotent replay of an earlier order)."""
         symbol = self._market.resolve_symbol(request.symbol)
         rules = self._market.pair_rules(symbol)
         ticker = self._market.ticker(symbol)
@@ -273,7 +284,7 @@ class PaperTradingService:
             try:
                 return await self._place(
                     user_id, account_id, request, symbol, rules, ticker, draft, agent_id,
-                    decision_id,
+                    decision_id, journal,
                 )  # fmt: skip
             except IntegrityError:
                 if request.client_order_id is None:
@@ -357,6 +368,7 @@ class PaperTradingService:
         draft: EngineOrder,
         agent_id: uuid.UUID | None,
         decision_id: uuid.UUID | None,
+        journal: OrderJournal | None,
     ) -> OrderRead:
         for attempt in range(_CONFLICT_RETRIES):
             outbox = _Outbox(user_id)
@@ -369,6 +381,8 @@ class PaperTradingService:
                         )
                         if existing is not None:
                             return await self._idempotent_reply(session, existing, symbol, draft)
+                    if journal is not None:
+                        await journal.before(session)
                     placed, rest = await self._execute_new(
                         session,
                         book,
@@ -381,6 +395,8 @@ class PaperTradingService:
                         decision_id,
                         outbox,
                     )
+                    if journal is not None:
+                        await journal.after(session, placed)
             except ledger.LedgerConflictError:
                 if attempt == _CONFLICT_RETRIES - 1:
                     raise

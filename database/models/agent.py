@@ -25,8 +25,10 @@ from database.models.constraints import non_negative, num, one_of, partial, posi
 from database.models.types import JSONType, Money, UTCDateTime
 from database.models.user import UserOwned
 from models.enums import (
+    ActionTaken,
     AgentStatus,
     DecisionStatus,
+    DecisionTrigger,
     DecisionType,
     FileProcessingStatus,
     LLMProvider,
@@ -123,6 +125,8 @@ class AgentDecision(UUIDPrimaryKey, UserOwned, CreatedAt, Base):
     __table_args__ = (
         one_of("decision_type", DecisionType),
         one_of("status", DecisionStatus),
+        one_of("trigger", DecisionTrigger),
+        one_of("action_taken", ActionTaken),
         one_of("side", OrderSide),
         one_of("order_type", _ORDER_TYPES),
         unit_interval("confidence_score"),
@@ -133,9 +137,13 @@ class AgentDecision(UUIDPrimaryKey, UserOwned, CreatedAt, Base):
     )
 
     agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
-    decision_type: Mapped[str] = mapped_column(String(16), index=True)
+    # Null when the model gave no valid decision (status error): never shown as a hold.
+    decision_type: Mapped[str | None] = mapped_column(String(16), index=True)
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str | None] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(String(16), default=DecisionTrigger.SCHEDULED.value)
+    # buy / sell / rebalance when an order went out, none otherwise; null while pending.
+    action_taken: Mapped[str | None] = mapped_column(String(16))
     symbol: Mapped[str | None] = mapped_column(String(32))
     side: Mapped[str | None] = mapped_column(String(4))
     quantity: Mapped[Decimal | None] = mapped_column(Money)

@@ -73,17 +73,46 @@ async def ensure_default_account(
     account = (await session.execute(query)).scalar_one_or_none()
     if account is not None:
         return account, False
-    account = TradingAccount(
-        id=uuid.uuid4(),
-        user_id=user_id,
-        account_name=DEFAULT_ACCOUNT_NAME,
-        account_type=AccountType.PAPER.value,
+    account = await create_paper_account(
+        session,
+        user_id,
+        name=DEFAULT_ACCOUNT_NAME,
         exchange=exchange,
         base_currency=base_currency,
         initial_balance=initial_balance,
         maker_fee_bps=maker_fee_bps,
         taker_fee_bps=taker_fee_bps,
         is_default=True,
+    )
+    return account, True
+
+
+async def create_paper_account(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    name: str,
+    exchange: str,
+    base_currency: str,
+    initial_balance: Decimal,
+    maker_fee_bps: Decimal,
+    taker_fee_bps: Decimal,
+    agent_id: uuid.UUID | None = None,
+    is_default: bool = False,
+) -> TradingAccount:
+    """A paper account holding `initial_balance` of its base currency."""
+    account = TradingAccount(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        agent_id=agent_id,
+        account_name=name,
+        account_type=AccountType.PAPER.value,
+        exchange=exchange,
+        base_currency=base_currency,
+        initial_balance=initial_balance,
+        maker_fee_bps=maker_fee_bps,
+        taker_fee_bps=taker_fee_bps,
+        is_default=is_default,
     )
     session.add(account)
     await session.flush()
@@ -93,4 +122,4 @@ async def ensure_default_account(
         )
     )
     await session.flush()
-    return account, True
+    return account

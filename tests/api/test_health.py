@@ -24,6 +24,8 @@ EMBEDDED_SERVICES = {
     "market_data",
     "paper_trading",
     "portfolio",
+    "llm",
+    "agents",
 }
 
 

@@ -1,0 +1,934 @@
+"""AI agents: their configuration, their lifecycle, and the decision loop.
+
+A cycle, for one agent:
+1. context: tickers, recent candles and indicators of its symbols (shared by agents
+   deciding within AGENT_CONTEXT_TTL_SECONDS), its paper account marked to market,
+   its risk limits and what is left of them, its remaining cost budget, its last
+   decisions;
+2. model: the daily cost budget is checked first (spent: the agent is paused, with
+   the reason, and nothing is asked); then its provider decides (services/llm_service.py,
+   retries, repair and circuit breaker included) and the call is stored as sent and
+   received (`llm_calls`);
+3. risk: sizing and the pre-trade checks (services/agents/planning.py);
+4. execution: the order on the agent's own paper account, idempotent per decision
+   (client_order_id `decision-{id}`).
+Every cycle writes one `agent_decisions` row (a trade's row is written pending before
+its order goes out, so the order can reference it, and closed when it returns) and
+publishes `agent_decision` on `agents`; the cycle streams live as AG-UI events on
+`agent:{id}` (services/agents/run_stream.py).
+
+Status: inactive -> active (start; refused with the reason when the provider cannot
+be used) -> paused (cost budget spent) / error (the provider became unusable) /
+inactive (stop). Each change is an `agent_status` event. Active agents resume after a
+restart. One agent never runs two cycles at once: in-process by a lock per agent,
+across instances by a cache lock plus a check of its last decision time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config import Settings
+from core.exceptions import AppError, ConflictError, NotFoundError, ValidationFailedError
+from core.service_registry import ServiceHealth
+from core.supervision import SupervisedTask
+from database.models import (
+    Agent,
+    AgentDecision,
+    LLMCall,
+    TradingAccount,
+)
+from database.models.types import utcnow
+from database.repositories.accounts import create_paper_account
+from models.agents import (
+    AgentCreate,
+    AgentRead,
+    AgentStats,
+    AgentStatusRead,
+    AgentUpdate,
+    CoordinateRequest,
+    CoordinationRead,
+    DecisionDetailRead,
+    DecisionQuery,
+    DecisionRead,
+    ReplayRead,
+)
+from models.base import Page
+from models.decisions import (
+    Decision,
+)
+from models.enums import (
+    ActionTaken,
+    AgentStatus,
+    DecisionStatus,
+    DecisionTrigger,
+    OrderStatus,
+    OrderType,
+)
+from models.events import Channel, EventType
+from models.portfolio import RebalanceRequest
+from models.portfolio import TargetWeight as PortfolioTarget
+from models.trading import OrderCreate, OrderRead
+from services.agents.calibration import Calibration
+from services.agents.context import ContextBuilder, Seen, live_agents, owned_agent, spent_today
+from services.agents.coordination import MemberView, combine
+from services.agents.decision_log import DecisionJournal, DecisionLog, Verdict, decision_symbol
+from services.agents.planning import Plan, plan
+from services.agents.run_stream import RunStream
+from services.cache_service import CacheService, LockNotAcquiredError
+from services.database_service import DatabaseService
+from services.event_bus import EventBus
+from services.llm.base import ProviderConfigError, ProviderResult
+from services.llm_service import LLMService
+from services.market_data_service import MarketDataService
+from services.paper_trading_service import PaperTradingService
+from services.portfolio_service import PortfolioService
+
+log = structlog.get_logger(__name__)
+
+_ZERO = Decimal(0)
+# Candles of each symbol kept in a decision's logged context (the full prompt is in
+# its model call).
+_LOGGED_CANDLES = 10
+# A pending decision older than this at start was interrupted by a stop or a crash.
+_INTERRUPTED_AFTER = timedelta(minutes=2)
+# A scheduled cycle is skipped when the agent decided this share of its interval ago
+# or less (another instance ran it).
+_RECENT_SHARE = 0.5
+_OPEN = ("open",)
+
+
+class BudgetSpentError(ConflictError):
+    """The agent's daily cost budget is spent; it is paused and asks nothing."""
+
+    code = "agent_budget_spent"
+
+
+@dataclass(slots=True)
+class _Scheduled:
+    agent_id: uuid.UUID
+    user_id: uuid.UUID
+    interval: float
+    next_at: float
+
+
+class AgentService:
+    def __init__(
+        self,
+        database: DatabaseService,
+        market_data: MarketDataService,
+        paper_trading: PaperTradingService,
+        portfolio: PortfolioService,
+        llm: LLMService,
+        event_bus: EventBus,
+        cache: CacheService,
+        settings: Settings,
+    ) -> None:
+        self._database = database
+        self._market = market_data
+        self._trading = paper_trading
+        self._portfolio = portfolio
+        self._llm = llm
+        self._bus = event_bus
+        self._cache = cache
+        self._settings = settings
+        self._config = settings.agents
+        self._schedule: dict[uuid.UUID, _Scheduled] = {}
+        self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._context = ContextBuilder(database, market_data, settings.agents)
+        self._decisions = DecisionLog(database, market_data, settings.agents)
+        self._wake = asyncio.Event()
+        self._loop = SupervisedTask("agent_scheduler", self._run)
+        self.cycles = 0
+        self.cycle_errors = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        closed = await self._decisions.close_interrupted()
+        if closed:
+            log.warning("interrupted_decisions_closed", count=closed)
+        async with self._database.database.read() as session:
+            rows = (
+                await session.execute(
+                    select(Agent).where(
+                        Agent.status == AgentStatus.ACTIVE.value, Agent.deleted_at.is_(None)
+                    )
+                )
+            ).scalars()
+            for agent in rows:
+                self._plan_next(agent, resume=True)
+        log.info("agents_resumed", count=len(self._schedule))
+        if self._config.scheduler_enabled:
+            self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._inflight.clear()
+        self._schedule.clear()
+
+    async def health(self) -> ServiceHealth:
+        data = {
+            "active_agents": len(self._schedule),
+            "running_cycles": len(self._inflight),
+            "cycles": self.cycles,
+            "cycle_errors": self.cycle_errors,
+            "scheduler": self._config.scheduler_enabled,
+        }
+        if self._config.scheduler_enabled and not self._loop.running:
+            return ServiceHealth.degraded(
+                "agent scheduler not running", **data, last_error=self._loop.last_error
+            )
+        return ServiceHealth.healthy(f"{len(self._schedule)} active agents", **data)
+
+    # -- the scheduler ---------------------------------------------------------------
+
+    def _plan_next(self, agent: Agent, *, resume: bool = False) -> None:
+        interval = float(agent.decision_interval_seconds)
+        now = time.monotonic()
+        next_at = now
+        if resume and agent.last_decision_at is not None:
+            waited = (utcnow() - agent.last_decision_at).total_seconds()
+            next_at = now + max(0.0, interval - waited)
+        self._schedule[agent.id] = _Scheduled(agent.id, agent.user_id, interval, next_at)
+        self._wake.set()
+
+    def _unschedule(self, agent_id: uuid.UUID) -> None:
+        self._schedule.pop(agent_id, None)
+
+    async def _run(self) -> None:
+        tick = self._config.scheduler_tick_seconds
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            for entry in list(self._schedule.values()):
+                if entry.next_at <= now and entry.agent_id not in self._inflight:
+                    entry.next_at = now + entry.interval
+                    self._inflight[entry.agent_id] = asyncio.create_task(
+                        self._scheduled_cycle(entry), name=f"agent-cycle-{entry.agent_id}"
+                    )
+            try:
+                async with asyncio.timeout(tick):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _scheduled_cycle(self, entry: _Scheduled) -> None:
+        try:
+            await self._cycle(entry.user_id, entry.agent_id, DecisionTrigger.SCHEDULED)
+        except LockNotAcquiredError:
+            log.info("agent_cycle_skipped", agent_id=str(entry.agent_id), why="held elsewhere")
+        except BudgetSpentError:
+            pass  # paused, and said so
+        except NotFoundError:
+            self._unschedule(entry.agent_id)
+        except Exception:
+            self.cycle_errors += 1
+            log.exception("agent_cycle_failed", agent_id=str(entry.agent_id))
+        finally:
+            self._inflight.pop(entry.agent_id, None)
+
+    def _lock(self, agent_id: uuid.UUID) -> asyncio.Lock:
+        lock = self._locks.get(agent_id)
+        if lock is None:
+            lock = self._locks[agent_id] = asyncio.Lock()
+        return lock
+
+    # -- CRUD ------------------------------------------------------------------------
+
+    async def create_agent(self, user_id: uuid.UUID, body: AgentCreate) -> AgentRead:
+        provider = body.llm_provider or self._llm.default_provider()
+        try:
+            model = body.llm_model or self._llm.default_model(provider)
+        except ProviderConfigError as e:
+            raise ValidationFailedError(e.message, code=e.code, details=e.details) from e
+        symbols = self._resolve_symbols(body.symbols)
+        paper = self._settings.paper
+        async with self._database.database.transaction() as session:
+            agent = Agent(
+                id=uuid.uuid4(),
+                user_id=user_id,
+                name=body.name,
+                agent_type=body.agent_type,
+                status=AgentStatus.INACTIVE.value,
+                personality=body.personality.model_dump(mode="json", exclude_none=True),
+                strategies=list(body.strategies),
+                symbols=symbols,
+                paper_balance=body.paper_balance,
+                risk_tolerance=body.risk_tolerance,
+                max_position_pct=body.max_position_pct,
+                llm_provider=provider.strip().lower(),
+                llm_model=model,
+                decision_interval_seconds=body.decision_interval_seconds,
+                daily_cost_budget=body.daily_cost_budget,
+            )
+            await self._check_name(session, user_id, body.name, None)
+            session.add(agent)
+            await session.flush()
+            account = await create_paper_account(
+                session,
+                user_id,
+                name=f"Agent {body.name}"[:100],
+                exchange=self._market.exchange_name,
+                base_currency=paper.base_currency,
+                initial_balance=body.paper_balance,
+                maker_fee_bps=paper.maker_fee_bps,
+                taker_fee_bps=paper.taker_fee_bps,
+                agent_id=agent.id,
+            )
+            read = self._read(agent, account)
+        log.info("agent_created", agent_id=str(agent.id), provider=agent.llm_provider)
+        return read
+
+    def _resolve_symbols(self, raw: Sequence[str]) -> list[str]:
+        symbols = [self._market.resolve_symbol(s) for s in raw]
+        if len(set(symbols)) != len(symbols):
+            raise ValidationFailedError("symbols name a pair twice", details={"symbols": symbols})
+        return symbols
+
+    @staticmethod
+    async def _check_name(
+        session: AsyncSession, user_id: uuid.UUID, name: str, agent_id: uuid.UUID | None
+    ) -> None:
+        query = select(Agent.id).where(
+            Agent.user_id == user_id, Agent.name == name, Agent.deleted_at.is_(None)
+        )
+        if agent_id is not None:
+            query = query.where(Agent.id != agent_id)
+        if (await session.execute(query)).first() is not None:
+            raise ValidationFailedError(
+                f"an agent named {name!r} already exists", code="name_taken", details={"name": name}
+            )
+
+    @staticmethod
+    def _read(agent: Agent, account: TradingAccount, stats: AgentStats | None = None) -> AgentRead:
+        read = AgentRead.model_validate(
+            {**{c: getattr(agent, c) for c in AgentRead.model_fields if hasattr(agent, c)}}
+            | {"account_id": account.id, "stats": stats}
+        )
+        return read
+
+    async def list_agents(self, user_id: uuid.UUID) -> list[AgentRead]:
+        async with self._database.database.read() as session:
+            rows = await live_agents(session, user_id)
+            return [self._read(a, acc, await self._context.stats(session, acc)) for a, acc in rows]
+
+    async def get_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> AgentRead:
+        async with self._database.database.read() as session:
+            agent, account = await owned_agent(session, user_id, agent_id)
+            return self._read(agent, account, await self._context.stats(session, account))
+
+    async def update_agent(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, body: AgentUpdate
+    ) -> AgentRead:
+        changes = body.model_dump(exclude_unset=True)
+        async with self._database.database.transaction() as session:
+            agent, account = await owned_agent(session, user_id, agent_id)
+            if "name" in changes and changes["name"] is not None:
+                await self._check_name(session, user_id, changes["name"], agent_id)
+            if body.symbols is not None:
+                changes["symbols"] = self._resolve_symbols(body.symbols)
+            if body.personality is not None:
+                changes["personality"] = body.personality.model_dump(mode="json", exclude_none=True)
+            if "llm_provider" in changes and changes["llm_provider"] is not None:
+                changes["llm_provider"] = changes["llm_provider"].strip().lower()
+            provider = changes.get("llm_provider") or agent.llm_provider
+            if body.llm_provider is not None and body.llm_model is None:
+                changes["llm_model"] = self._default_model(provider)
+            model = changes.get("llm_model") or agent.llm_model
+            if agent.status == AgentStatus.ACTIVE.value:
+                self._check_provider(provider, model)
+            for name, value in changes.items():
+                if value is not None:
+                    setattr(agent, name, value)
+            agent.updated_at = utcnow()
+            await session.flush()
+            read = self._read(agent, account, await self._context.stats(session, account))
+        if agent.id in self._schedule:
+            self._schedule[agent.id].interval = float(agent.decision_interval_seconds)
+        return read
+
+    def _default_model(self, provider: str) -> str:
+        try:
+            return self._llm.default_model(provider)
+        except ProviderConfigError as e:
+            raise ValidationFailedError(e.message, code=e.code, details=e.details) from e
+
+    def _check_provider(self, provider: str, model: str) -> None:
+        try:
+            self._llm.check_agent_config(provider, model)
+        except ProviderConfigError as e:
+            raise ValidationFailedError(
+                f"the agent cannot run: {e.message}",
+                code="agent_cannot_start",
+                details={"provider": provider, "reason": e.reason},
+            ) from e
+
+    async def delete_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> None:
+        """Stops the agent, cancels its open orders, keeps its history (soft delete)."""
+        async with self._lock(agent_id):
+            async with self._database.database.read() as session:
+                _, account = await owned_agent(session, user_id, agent_id)
+            self._unschedule(agent_id)
+            cancelled = await self._cancel_open_orders(user_id, account.id)
+            async with self._database.database.transaction() as session:
+                agent, account = await owned_agent(session, user_id, agent_id)
+                previous = agent.status
+                agent.status = AgentStatus.INACTIVE.value
+                agent.status_reason = "deleted"
+                agent.deleted_at = utcnow()
+                account.is_active = False
+        self._llm.forget_agent(str(agent_id))
+        log.info("agent_deleted", agent_id=str(agent_id), orders_cancelled=cancelled)
+        await self._announce_status(user_id, agent_id, previous, AgentStatus.INACTIVE, "deleted")
+
+    async def _cancel_open_orders(self, user_id: uuid.UUID, account_id: uuid.UUID) -> int:
+        cancelled = 0
+        while True:
+            page = await self._trading.list_orders(
+                user_id, account_id=account_id, status="open", limit=200
+            )
+            if not page.items:
+                return cancelled
+            for order in page.items:
+                try:
+                    await self._trading.cancel_order(user_id, order.id)
+                    cancelled += 1
+                except AppError as e:  # filled or cancelled meanwhile
+                    log.info("agent_order_not_cancelled", order_id=str(order.id), code=e.code)
+
+    # -- status ----------------------------------------------------------------------
+
+    async def start_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> AgentRead:
+        """Active from now on; 422 with the reason when its provider cannot be used."""
+        async with self._database.database.transaction() as session:
+            agent, account = await owned_agent(session, user_id, agent_id)
+            self._check_provider(agent.llm_provider, agent.llm_model)
+            previous = agent.status
+            agent.status = AgentStatus.ACTIVE.value
+            agent.status_reason = None
+            await session.flush()
+            read = self._read(agent, account, await self._context.stats(session, account))
+        self._plan_next(agent)
+        await self._announce_status(user_id, agent_id, previous, AgentStatus.ACTIVE, None)
+        return read
+
+    async def stop_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> AgentRead:
+        """Inactive from now on; a cycle under way finishes."""
+        async with self._database.database.transaction() as session:
+            agent, account = await owned_agent(session, user_id, agent_id)
+            previous = agent.status
+            agent.status = AgentStatus.INACTIVE.value
+            agent.status_reason = "stopped by the user"
+            await session.flush()
+            read = self._read(agent, account, await self._context.stats(session, account))
+        self._unschedule(agent_id)
+        await self._announce_status(
+            user_id, agent_id, previous, AgentStatus.INACTIVE, "stopped by the user"
+        )
+        return read
+
+    async def _set_status(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, status: AgentStatus, reason: str
+    ) -> None:
+        async with self._database.database.transaction() as session:
+            agent, _ = await owned_agent(session, user_id, agent_id)
+            previous = agent.status
+            agent.status = status.value
+            agent.status_reason = reason
+        if status is not AgentStatus.ACTIVE:
+            self._unschedule(agent_id)
+        log.warning("agent_status_changed", agent_id=str(agent_id), status=status, reason=reason)
+        await self._announce_status(user_id, agent_id, previous, status, reason)
+
+    async def _announce_status(
+        self,
+        user_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        previous: str,
+        status: AgentStatus,
+        reason: str | None,
+    ) -> None:
+        data = {
+            "agent_id": str(agent_id),
+            "status": status.value,
+            "previous_status": previous,
+            "reason": reason,
+        }
+        await self._publish(Channel.AGENTS, EventType.AGENT_STATUS, data, user_id)
+
+    async def _publish(
+        self, channel: str, event_type: str, data: dict[str, Any], user_id: uuid.UUID
+    ) -> None:
+        try:
+            await self._bus.publish(channel, event_type, data, user_id=user_id)
+        except Exception:  # committed already; a lost event is logged, never raised
+            log.exception("event_publish_failed", channel=channel, event_type=event_type)
+
+    async def statuses(self, user_id: uuid.UUID) -> list[AgentStatusRead]:
+        now_wall, now = utcnow(), time.monotonic()
+        async with self._database.database.read() as session:
+            rows = await live_agents(session, user_id)
+            reads = []
+            for agent, account in rows:
+                entry = self._schedule.get(agent.id)
+                next_run = None
+                if entry is not None and agent.status == AgentStatus.ACTIVE.value:
+                    next_run = now_wall + timedelta(seconds=max(0.0, entry.next_at - now))
+                reads.append(
+                    AgentStatusRead(
+                        id=agent.id,
+                        name=agent.name,
+                        status=AgentStatus(agent.status),
+                        status_reason=agent.status_reason,
+                        last_decision_at=agent.last_decision_at,
+                        next_run_at=next_run,
+                        running=agent.id in self._inflight or self._lock(agent.id).locked(),
+                        cost_today=await spent_today(session, agent.id),
+                        daily_cost_budget=agent.daily_cost_budget,
+                        stats=await self._context.stats(session, account),
+                    )
+                )
+            return reads
+
+    # -- the cycle -------------------------------------------------------------------
+
+    async def execute_decision(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, decision: Decision | None = None
+    ) -> DecisionRead:
+        """One cycle now (no decision given), or the given decision executed through the
+        same risk checks and log (a human override). Works whatever the agent's status."""
+        trigger = DecisionTrigger.MANUAL if decision is None else DecisionTrigger.OVERRIDE
+        return await self._cycle(user_id, agent_id, trigger, given=decision)
+
+    async def _cycle(
+        self,
+        user_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        trigger: DecisionTrigger,
+        *,
+        given: Decision | None = None,
+        coordination_id: uuid.UUID | None = None,
+    ) -> DecisionRead:
+        scheduled = trigger is DecisionTrigger.SCHEDULED
+        lock = self._lock(agent_id)
+        if scheduled and lock.locked():
+            raise LockNotAcquiredError(f"agent {agent_id} is deciding already")
+        async with (
+            lock,
+            self._cache.lock(
+                f"agent-cycle:{agent_id}", timeout=600, blocking_timeout=1.0 if scheduled else None
+            ),
+        ):
+            return await self._cycle_held(user_id, agent_id, trigger, given, coordination_id)
+
+    async def _cycle_held(
+        self,
+        user_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        trigger: DecisionTrigger,
+        given: Decision | None,
+        coordination_id: uuid.UUID | None,
+    ) -> DecisionRead:
+        started = time.perf_counter()
+        stream = RunStream(self._bus, agent_id=agent_id, user_id=user_id)
+        await stream.started(input={"trigger": trigger.value})
+        try:
+            async with stream.step("context"):
+                seen = await self._context.see(user_id, agent_id)
+            if trigger is DecisionTrigger.SCHEDULED and self._decided_recently(seen.agent):
+                await stream.finished({"skipped": "decided recently (another instance)"})
+                raise LockNotAcquiredError(f"agent {agent_id} decided recently")
+            result: ProviderResult | None = None
+            decision = given
+            if decision is None:
+                async with stream.step("model"):
+                    result = await self._ask(seen)
+                decision = result.decision
+            read = await self._act(
+                seen, decision, result, trigger, coordination_id, started, stream
+            )
+        except LockNotAcquiredError:
+            raise
+        except BudgetSpentError as e:
+            await stream.failed(e.message, code=e.code)
+            raise
+        except BaseException as e:
+            await stream.failed(f"cycle failed: {type(e).__name__}", code="cycle_failed")
+            raise
+        self.cycles += 1
+        if read.reasoning:
+            await stream.message(read.reasoning)
+        await stream.finished({"decision_id": str(read.id), "status": read.status.value})
+        await self._publish(
+            Channel.AGENTS, EventType.AGENT_DECISION, read.model_dump(mode="json"), user_id
+        )
+        return read
+
+    def _decided_recently(self, agent: Agent) -> bool:
+        if agent.last_decision_at is None:
+            return False
+        age = (utcnow() - agent.last_decision_at).total_seconds()
+        return age < agent.decision_interval_seconds * _RECENT_SHARE
+
+    async def _ask(self, seen: Seen) -> ProviderResult:
+        """The model's decision (failures inside the result). Raises BudgetSpentError,
+        pausing the agent, when its daily cost budget is spent: nothing is asked."""
+        agent = seen.agent
+        if agent.llm_provider != "local" and seen.spent_today >= agent.daily_cost_budget:
+            reason = (
+                f"daily cost budget of {agent.daily_cost_budget} USD spent "
+                f"({seen.spent_today} USD today); start the agent again to resume"
+            )
+            await self._set_status(agent.user_id, agent.id, AgentStatus.PAUSED, reason)
+            raise BudgetSpentError(reason, details={"agent_id": str(agent.id)})
+        result = await self._llm.decide(
+            str(agent.id), provider=agent.llm_provider, model=agent.llm_model, context=seen.context
+        )
+        if isinstance(result.error, ProviderConfigError):
+            # A key removed or rejected: the agent cannot go on until someone fixes it.
+            await self._set_status(
+                agent.user_id, agent.id, AgentStatus.ERROR, f"provider: {result.error.message}"
+            )
+        return result
+
+    async def _act(
+        self,
+        seen: Seen,
+        decision: Decision | None,
+        result: ProviderResult | None,
+        trigger: DecisionTrigger,
+        coordination_id: uuid.UUID | None,
+        started: float,
+        stream: RunStream,
+    ) -> DecisionRead:
+        agent = seen.agent
+        decision_id = uuid.uuid4()
+        call = self._decisions.call_row(seen, result)
+        row = AgentDecision(
+            id=decision_id,
+            user_id=agent.user_id,
+            agent_id=agent.id,
+            trigger=trigger.value,
+            status=DecisionStatus.PENDING.value,
+            reasoning="",
+            market_data=seen.logged_context(),
+            result={},
+            llm_call_id=call.id if call is not None else None,
+            coordination_id=coordination_id,
+            prompt_tokens=result.prompt_tokens or 0 if result else 0,
+            completion_tokens=result.completion_tokens or 0 if result else 0,
+            cost=result.cost or _ZERO if result else _ZERO,
+        )
+        if decision is None:
+            error = result.error if result is not None else None
+            row.reasoning = "no decision: " + (error.message if error else "unknown")
+            verdict = Verdict(
+                DecisionStatus.ERROR,
+                error.message if error else "the provider returned nothing",
+                ActionTaken.NONE,
+                {"error": result.to_record()["error"] if result else None},
+            )
+            return await self._decisions.write(row, call, verdict, started, pending=False)
+        symbol = decision_symbol(self._market, decision)
+        self._describe(row, decision, symbol)
+        async with stream.step("risk_check"):
+            planned = plan(decision, symbol, seen.inputs)
+        row.quantity = planned.quantity if planned.action in ("buy", "sell") else None
+        if planned.action == "none":
+            verdict = Verdict(
+                DecisionStatus.SKIPPED,
+                planned.reason,
+                ActionTaken.NONE,
+                {"plan": planned.to_record()},
+            )
+            return await self._decisions.write(row, call, verdict, started, pending=False)
+        if planned.action == "refused":
+            verdict = Verdict(
+                DecisionStatus.REJECTED,
+                f"rejected by risk: {planned.reason}",
+                ActionTaken.NONE,
+                {"plan": planned.to_record()},
+            )
+            return await self._decisions.write(row, call, verdict, started, pending=False)
+        async with stream.step("execution"):
+            if planned.action == "rebalance":
+                # Its orders go out one by one, each referencing this row: log it first.
+                await self._decisions.write(row, call, None, started, pending=True)
+                verdict = await self._rebalance(seen, decision, planned)
+                return await self._decisions.close(row, verdict, started)
+            return await self._trade(seen, decision, symbol, planned, row, call, started)
+
+    @staticmethod
+    def _describe(row: AgentDecision, decision: Decision, symbol: str | None) -> None:
+        row.decision_type = decision.decision_type.value
+        row.symbol = symbol or decision.symbol
+        row.side = decision.side.value if decision.side else None
+        row.order_type = decision.order_type.value if decision.order_type else None
+        row.price = decision.limit_price
+        row.confidence_score = decision.confidence_score
+        row.reasoning = decision.reasoning
+
+    async def _rebalance(self, seen: Seen, decision: Decision, planned: Plan) -> Verdict:
+        record: dict[str, Any] = {"plan": planned.to_record()}
+        targets = [
+            PortfolioTarget(symbol=w.symbol, weight=w.weight) for w in decision.target_weights or ()
+        ]
+        request = RebalanceRequest(targets=targets, account_id=seen.account.id)
+        try:
+            rebalanced = await self._portfolio.rebalance(seen.agent.user_id, request)
+        except AppError as e:
+            return Verdict(DecisionStatus.REJECTED, e.message, ActionTaken.NONE, record)
+        record["rebalance"] = rebalanced.model_dump(mode="json")
+        return Verdict(
+            DecisionStatus.EXECUTED,
+            f"rebalance placed {len(rebalanced.orders)} order(s)",
+            ActionTaken.REBALANCE,
+            record,
+        )
+
+    async def _trade(
+        self,
+        seen: Seen,
+        decision: Decision,
+        symbol: str | None,
+        planned: Plan,
+        row: AgentDecision,
+        call: LLMCall | None,
+        started: float,
+    ) -> DecisionRead:
+        """The order, with the decision (and its model call) written in the order's
+        own transaction; if the exchange refuses it, the refusal is logged instead."""
+        agent, account = seen.agent, seen.account
+        if symbol is None or decision.side is None or planned.quantity is None:
+            raise ValueError("a planned trade without a symbol, side or quantity")
+        order = OrderCreate(
+            symbol=symbol,
+            side=decision.side,
+            order_type=decision.order_type or OrderType.MARKET,
+            quantity=planned.quantity,
+            price=decision.limit_price,
+            stop_price=decision.stop_price,
+            account_id=account.id,
+            client_order_id=f"decision-{row.id.hex}",
+            strategy=", ".join(agent.strategies)[:100] or None,
+            reasoning=decision.reasoning,
+        )
+        record: dict[str, Any] = {"plan": planned.to_record()}
+
+        def verdict_of(placed: OrderRead) -> Verdict:
+            return _order_verdict(placed, {**record, "order": _order_record(placed)})
+
+        journal = DecisionJournal(row, call, verdict_of, started)
+        try:
+            await self._trading.place_order(
+                agent.user_id, order, agent_id=agent.id, decision_id=row.id, journal=journal
+            )
+        except AppError as e:
+            record["order_error"] = {"code": e.code, "message": e.message}
+            verdict = Verdict(
+                DecisionStatus.REJECTED,
+                f"the exchange refused: {e.message}",
+                ActionTaken.NONE,
+                record,
+            )
+            return await self._decisions.write(row, call, verdict, started, pending=False)
+        return DecisionRead.model_validate(row)
+
+    # -- what an agent sees ----------------------------------------------------------
+
+    # -- the decision log ------------------------------------------------------------
+
+    async def list_decisions(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, query: DecisionQuery
+    ) -> Page[DecisionRead]:
+        """The agent's decisions, newest first (a deleted agent's too)."""
+        return await self._decisions.list_decisions(user_id, agent_id, query)
+
+    async def get_decision(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, decision_id: uuid.UUID
+    ) -> DecisionDetailRead:
+        """One decision with its model call as sent and answered."""
+        return await self._decisions.get_decision(user_id, agent_id, decision_id)
+
+    async def replay_decision(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, decision_id: uuid.UUID
+    ) -> ReplayRead:
+        """The stored answer parsed and planned again: the same decision and action?"""
+        return await self._decisions.replay_decision(user_id, agent_id, decision_id)
+
+    async def calibration(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> Calibration:
+        """Win rate of the agent's executed trades by confidence."""
+        return await self._decisions.calibration(user_id, agent_id)
+
+    # -- coordination ----------------------------------------------------------------
+
+    async def coordinate(self, user_id: uuid.UUID, body: CoordinateRequest) -> CoordinationRead:
+        """Every member decides on the symbol at once; the views are combined by a
+        confidence-weighted vote with a risk veto (services/agents/coordination.py)."""
+        symbol = self._market.resolve_symbol(body.symbol)
+        members = list(dict.fromkeys(body.agent_ids))
+        if len(members) < 2:
+            raise ValidationFailedError("coordination needs at least two different agents")
+        executor = body.executor_id or members[0]
+        if executor not in members:
+            raise ValidationFailedError(
+                "the executor must be one of the agents", details={"executor_id": str(executor)}
+            )
+        coordination_id = uuid.uuid4()
+        async with self._database.database.read() as session:
+            for agent_id in members:
+                agent, _ = await owned_agent(session, user_id, agent_id)
+                if symbol not in agent.symbols:
+                    raise ValidationFailedError(
+                        f"agent {agent.name!r} does not trade {symbol}; add it to its symbols",
+                        details={"agent_id": str(agent_id), "symbol": symbol},
+                    )
+        views = await asyncio.gather(
+            *(self._member_view(user_id, a, coordination_id) for a in members)
+        )
+        combined = combine(symbol, [v for v, _ in views])
+        executed = None
+        if body.execute:
+            executed = await self._cycle(
+                user_id,
+                executor,
+                DecisionTrigger.COORDINATION,
+                given=combined.to_decision(),
+                coordination_id=coordination_id,
+            )
+        log.info(
+            "agents_coordinated",
+            coordination_id=str(coordination_id),
+            action=combined.action,
+            members=len(members),
+        )
+        return CoordinationRead(
+            coordination_id=coordination_id,
+            symbol=symbol,
+            action=combined.action,
+            confidence=combined.confidence,
+            quantity=combined.quantity,
+            scores=combined.scores,
+            vetoed_by=list(combined.vetoed_by),
+            abstained=list(combined.abstained),
+            reasoning=combined.reasoning,
+            members=[read for _, read in views],
+            executed=executed,
+        )
+
+    async def _member_view(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, coordination_id: uuid.UUID
+    ) -> tuple[MemberView, DecisionRead]:
+        """One member's view of the symbol, logged as its decision (nothing executed)."""
+        async with self._lock(agent_id):
+            started = time.perf_counter()
+            seen = await self._context.see(user_id, agent_id)
+            result: ProviderResult | None = None
+            budget_error: str | None = None
+            try:
+                result = await self._ask(seen)
+            except BudgetSpentError as e:
+                budget_error = e.message
+            call = self._decisions.call_row(seen, result)
+            decision = result.decision if result is not None else None
+            row = AgentDecision(
+                id=uuid.uuid4(),
+                user_id=user_id,
+                agent_id=agent_id,
+                trigger=DecisionTrigger.COORDINATION.value,
+                status=DecisionStatus.SKIPPED.value,
+                reasoning="",
+                market_data=seen.logged_context(),
+                result={},
+                llm_call_id=call.id if call is not None else None,
+                coordination_id=coordination_id,
+                prompt_tokens=(result.prompt_tokens or 0) if result else 0,
+                completion_tokens=(result.completion_tokens or 0) if result else 0,
+                cost=(result.cost or _ZERO) if result else _ZERO,
+            )
+            quantity = None
+            if decision is not None:
+                self._describe(row, decision, decision_symbol(self._market, decision))
+                view_plan = plan(decision, decision_symbol(self._market, decision), seen.inputs)
+                quantity = view_plan.quantity
+                verdict = Verdict(
+                    DecisionStatus.SKIPPED,
+                    f"a view in coordination {coordination_id}; executed only as the vote",
+                    ActionTaken.NONE,
+                    {"plan": view_plan.to_record()},
+                )
+                view = MemberView(str(agent_id), seen.agent.name, decision, quantity=quantity)
+            else:
+                error = result.error.message if result and result.error else str(budget_error)
+                row.reasoning = f"no decision: {error}"
+                verdict = Verdict(DecisionStatus.ERROR, error, ActionTaken.NONE, {})
+                view = MemberView(str(agent_id), seen.agent.name, None, error=error)
+            read = await self._decisions.write(row, call, verdict, started, pending=False)
+        return view, read
+
+    # -- confidence against outcomes -------------------------------------------------
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def _order_record(order: OrderRead) -> dict[str, Any]:
+    return order.model_dump(
+        mode="json",
+        include={
+            "id",
+            "status",
+            "symbol",
+            "side",
+            "order_type",
+            "quantity",
+            "filled_quantity",
+            "average_price",
+            "fees",
+            "reject_reason",
+        },
+    )
+
+
+def _order_verdict(order: OrderRead, record: dict[str, Any]) -> Verdict:
+    action = ActionTaken(order.side.value)
+    if order.status is OrderStatus.REJECTED:
+        return Verdict(
+            DecisionStatus.REJECTED,
+            f"the exchange rejected the order: {order.reject_reason}",
+            ActionTaken.NONE,
+            record,
+        )
+    if order.status is OrderStatus.CANCELLED and not order.filled_quantity:
+        return Verdict(
+            DecisionStatus.REJECTED,
+            f"nothing filled: {order.reject_reason}",
+            ActionTaken.NONE,
+            record,
+        )
+    if order.status in (OrderStatus.PENDING, OrderStatus.PARTIAL):
+        reason = f"order {order.id} is {order.status.value}: {order.filled_quantity} filled so far"
+    else:
+        reason = f"{order.filled_quantity} filled at {order.average_price}"
+    return Verdict(DecisionStatus.EXECUTED, reason, action, record)

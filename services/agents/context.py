@@ -1,0 +1,325 @@
+"""What an agent sees when it decides, and what its account shows.
+
+`ContextBuilder.see` reads the agent, its account marked to market, its recent
+decisions and today's model spend in one read, and the market context of its symbols
+(ticker, candles, indicators), which agents deciding within AGENT_CONTEXT_TTL_SECONDS
+share. The result carries the `AgentContext` the model gets and the `Inputs` sizing
+and the risk check use; both are logged with the decision, so it can be replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config import AgentSettings
+from core.exceptions import NotFoundError
+from database.models import (
+    Agent,
+    AgentDecision,
+    LLMCall,
+    PortfolioSnapshot,
+    Position,
+    TradingAccount,
+)
+from database.models.types import utcnow
+from database.repositories.accounts import balances_of
+from models.agents import AgentStats
+from models.decisions import (
+    AgentContext,
+    CandleData,
+    DecisionSummary,
+    PortfolioData,
+    PositionData,
+    RiskBudget,
+    SymbolContext,
+    TickerData,
+)
+from models.enums import DecisionType, OrderSide
+from services.agents.planning import Inputs, Quote
+from services.agents.risk import Holding, RiskLimits
+from services.database_service import DatabaseService
+from services.market_data_service import MarketDataService
+from utils.indicators import indicator_snapshot
+from utils.performance import win_rate
+
+_ZERO = Decimal(0)
+# Candles of each symbol kept in a decision's logged context (the full prompt is in
+# its model call).
+_LOGGED_CANDLES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What one agent saw at the start of a cycle."""
+
+    agent: Agent
+    account: TradingAccount
+    context: AgentContext
+    inputs: Inputs
+    spent_today: Decimal
+
+    def logged_context(self) -> dict[str, Any]:
+        data = self.context.model_dump(mode="json", exclude={"symbols": {"__all__": {"candles"}}})
+        for logged, seen in zip(data["symbols"], self.context.symbols, strict=True):
+            logged["candles_seen"] = len(seen.candles)
+            logged["candles"] = [c.model_dump(mode="json") for c in seen.candles[-_LOGGED_CANDLES:]]
+        return {"context": data, "inputs": self.inputs.to_record()}
+
+
+def utc_midnight(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def owned_agent(
+    session: AsyncSession, user_id: uuid.UUID, agent_id: uuid.UUID
+) -> tuple[Agent, TradingAccount]:
+    query = (
+        select(Agent, TradingAccount)
+        .join(TradingAccount, TradingAccount.agent_id == Agent.id)
+        .where(Agent.id == agent_id, Agent.user_id == user_id, Agent.deleted_at.is_(None))
+        .execution_options(populate_existing=True)
+    )
+    row = (await session.execute(query)).first()
+    if row is None:
+        raise NotFoundError(f"agent {agent_id} not found", details={"agent_id": str(agent_id)})
+    return row[0], row[1]
+
+
+async def live_agents(
+    session: AsyncSession, user_id: uuid.UUID
+) -> list[tuple[Agent, TradingAccount]]:
+    """The user's agents that are not deleted, with their accounts, oldest first."""
+    query = (
+        select(Agent, TradingAccount)
+        .join(TradingAccount, TradingAccount.agent_id == Agent.id)
+        .where(Agent.user_id == user_id, Agent.deleted_at.is_(None))
+        .order_by(Agent.created_at, Agent.id)
+    )
+    return [(agent, account) for agent, account in (await session.execute(query)).all()]
+
+
+async def spent_today(session: AsyncSession, agent_id: uuid.UUID) -> Decimal:
+    # Summed in Python: SQLite keeps money as text (database/models/types.py).
+    query = select(LLMCall.cost).where(
+        LLMCall.agent_id == agent_id, LLMCall.created_at >= utc_midnight(utcnow())
+    )
+    return sum((await session.execute(query)).scalars(), _ZERO)
+
+
+class ContextBuilder:
+    def __init__(
+        self, database: DatabaseService, market: MarketDataService, config: AgentSettings
+    ) -> None:
+        self._database = database
+        self._market = market
+        self._config = config
+        self._symbol_cache: dict[str, tuple[float, asyncio.Future[SymbolContext]]] = {}
+
+    async def stats(self, session: AsyncSession, account: TradingAccount) -> AgentStats:
+        balances = await balances_of(session, account.id)
+        cash = sum((b.free + b.locked for b in balances if b.asset == account.base_currency), _ZERO)
+        positions = (
+            await session.execute(select(Position).where(Position.account_id == account.id))
+        ).scalars()
+        value, unrealized = _ZERO, _ZERO
+        for position in positions:
+            if position.quantity <= 0:
+                continue
+            mark = self._market.mark_price(position.symbol)
+            marked = position.quantity * mark if mark is not None else position.cost_basis
+            value += marked
+            unrealized += marked - position.cost_basis
+        return AgentStats(
+            equity=cash + value,
+            total_pnl=account.realized_pnl + unrealized - account.total_fees,
+            realized_pnl=account.realized_pnl,
+            unrealized_pnl=unrealized,
+            fees=account.total_fees,
+            trades_count=account.total_trades,
+            winning_trades=account.winning_trades,
+            losing_trades=account.losing_trades,
+            win_rate=win_rate(account.winning_trades, account.total_trades),
+        )
+
+    async def see(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> Seen:
+        now = utcnow()
+        async with self._database.database.read() as session:
+            agent, account = await owned_agent(session, user_id, agent_id)
+            balances = await balances_of(session, account.id)
+            positions = [
+                p
+                for p in (
+                    await session.execute(select(Position).where(Position.account_id == account.id))
+                ).scalars()
+                if p.quantity > 0
+            ]
+            recent = list(
+                (
+                    await session.execute(
+                        select(AgentDecision)
+                        .where(AgentDecision.agent_id == agent.id)
+                        .order_by(AgentDecision.created_at.desc())
+                        .limit(self._config.recent_decisions)
+                    )
+                ).scalars()
+            )
+            spent = await spent_today(session, agent.id)
+            day_start = await self._day_start_equity(session, account, now)
+        symbols = [await self._symbol_context(s) for s in agent.symbols]
+        free = {b.asset: b.free for b in balances}
+        cash = sum((b.free + b.locked for b in balances if b.asset == account.base_currency), _ZERO)
+        holdings: dict[str, Holding] = {}
+        position_data = []
+        value = _ZERO
+        for position in positions:
+            mark = self._market.mark_price(position.symbol) or position.avg_price
+            base = self._market.pair_rules(position.symbol).base_asset
+            holdings[position.symbol] = Holding(
+                quantity_free=free.get(base, _ZERO), quantity=position.quantity, mark_price=mark
+            )
+            marked = position.quantity * mark
+            value += marked
+            position_data.append(
+                PositionData(
+                    symbol=position.symbol,
+                    quantity=position.quantity,
+                    average_price=position.avg_price,
+                    market_value=marked,
+                    unrealized_pnl=marked - position.cost_basis,
+                )
+            )
+        equity = cash + value
+        limits = RiskLimits.for_agent(
+            risk_tolerance=agent.risk_tolerance,
+            max_position_pct=agent.max_position_pct,
+            max_open_positions=self._config.max_open_positions,
+            max_daily_loss_pct=self._config.max_daily_loss_pct,
+        )
+        quotes = {}
+        for symbol in agent.symbols:
+            ticker = self._market.ticker(symbol)
+            step = self._market.pair_rules(symbol).step_size
+            quotes[symbol] = Quote(ticker.bid, ticker.ask, step)
+        inputs = Inputs(
+            equity=equity,
+            cash_free=free.get(account.base_currency, _ZERO),
+            fee_bps=account.taker_fee_bps,
+            day_start_equity=day_start,
+            holdings=holdings,
+            quotes=quotes,
+            limits=limits,
+        )
+        context = AgentContext(
+            agent_id=str(agent.id),
+            agent_name=agent.name,
+            personality=agent.personality,
+            strategies=agent.strategies,
+            risk_tolerance=agent.risk_tolerance,
+            max_position_pct=agent.max_position_pct,
+            quote_currency=account.base_currency,
+            as_of=now,
+            symbols=symbols,
+            portfolio=PortfolioData(cash=cash, equity=equity, positions=position_data),
+            risk=_budget(agent, limits, equity, day_start, spent),
+            recent_decisions=[_summary(d) for d in recent],
+        )
+        return Seen(agent, account, context, inputs, spent)
+
+    async def _day_start_equity(
+        self, session: AsyncSession, account: TradingAccount, now: datetime
+    ) -> Decimal | None:
+        midnight = utc_midnight(now)
+        if account.created_at >= midnight:
+            return account.initial_balance
+        query = (
+            select(PortfolioSnapshot.equity)
+            .where(
+                PortfolioSnapshot.account_id == account.id, PortfolioSnapshot.taken_at <= midnight
+            )
+            .order_by(PortfolioSnapshot.taken_at.desc())
+            .limit(1)
+        )
+        result: Decimal | None = (await session.execute(query)).scalar_one_or_none()
+        return result
+
+    async def _symbol_context(self, symbol: str) -> SymbolContext:
+        """Ticker, candles and indicators of a symbol, shared for a short while; agents
+        asking at the same moment wait for one read instead of each making their own."""
+        cached = self._symbol_cache.get(symbol)
+        if cached is not None:
+            built_at, future = cached
+            if time.monotonic() - built_at < self._config.context_ttl_seconds or not future.done():
+                return await asyncio.shield(future)
+        future = asyncio.get_running_loop().create_future()
+        self._symbol_cache[symbol] = (time.monotonic(), future)
+        try:
+            context = await self._read_symbol(symbol)
+        except asyncio.CancelledError:
+            self._symbol_cache.pop(symbol, None)
+            future.cancel()
+            raise
+        except Exception as e:
+            self._symbol_cache.pop(symbol, None)
+            future.set_exception(e)
+            future.exception()  # retrieved: waiters re-raise it, nobody logs it as lost
+            raise
+        future.set_result(context)
+        return context
+
+    async def _read_symbol(self, symbol: str) -> SymbolContext:
+        timeframe = self._config.candle_timeframe
+        candles = await self._market.candles(
+            symbol, timeframe=timeframe, limit=self._config.candle_limit
+        )
+        return SymbolContext(
+            symbol=symbol,
+            ticker=TickerData.model_validate(self._market.ticker(symbol)),
+            timeframe=timeframe,
+            candles=[CandleData.model_validate(c) for c in candles],
+            indicators=indicator_snapshot([c.close for c in candles]) if candles else None,
+        )
+
+
+def _summary(row: AgentDecision) -> DecisionSummary:
+    return DecisionSummary(
+        created_at=row.created_at,
+        decision_type=DecisionType(row.decision_type or DecisionType.ANALYSIS.value),
+        symbol=row.symbol,
+        side=OrderSide(row.side) if row.side else None,
+        status=row.status,
+        confidence_score=row.confidence_score,
+        reasoning=row.reasoning[:500],
+    )
+
+
+def _budget(
+    agent: Agent,
+    limits: RiskLimits,
+    equity: Decimal,
+    day_start: Decimal | None,
+    spent: Decimal,
+) -> RiskBudget:
+    max_loss = None
+    remaining_loss = None
+    if limits.max_daily_loss_pct is not None and day_start is not None:
+        max_loss = day_start * limits.max_daily_loss_pct / 100
+        remaining_loss = max(_ZERO, max_loss - max(_ZERO, day_start - equity))
+    return RiskBudget(
+        max_position_value=equity * limits.max_position_pct / 100,
+        max_order_value=(
+            equity * limits.max_order_pct / 100 if limits.max_order_pct is not None else None
+        ),
+        max_open_positions=limits.max_open_positions,
+        max_daily_loss=max_loss,
+        daily_loss_remaining=remaining_loss,
+        daily_cost_budget_remaining=max(_ZERO, agent.daily_cost_budget - spent),
+    )
