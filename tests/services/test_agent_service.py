@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,14 @@ from sqlalchemy import select
 
 from core.config import Settings
 from core.exceptions import NotFoundError, ValidationFailedError
-from database.models import AccountBalance, AgentDecision, LLMCall, Position, TradingAccount
+from database.models import (
+    AccountBalance,
+    AgentDecision,
+    LLMCall,
+    Order,
+    Position,
+    TradingAccount,
+)
 from main_consolidated import create_app
 from models.agents import AgentCreate, CoordinateRequest, DecisionQuery
 from models.decisions import Decision
@@ -488,3 +496,41 @@ async def test_model_calls_are_stored_for_every_cycle(
             await session.execute(select(LLMCall).where(LLMCall.agent_id == created.id))
         ).scalars()
         assert len(list(calls)) == 2
+
+
+class TestCalibration:
+    async def test_an_executed_trade_is_judged_a_horizon_later(
+        self, agent_settings: Callable[..., Settings]
+    ) -> None:
+        app = create_app(agent_settings(calibration_horizon_seconds=3600))
+        async with running_app(app):
+            services: Services = app.state.services
+            user = services.users.solo_user_id
+            created = await services.agents.create_agent(user, agent("Judged"))
+            decision = Decision.model_validate(trade("buy", confidence="0.8"))
+            read = await services.agents.execute_decision(user, created.id, decision)
+            fresh = await services.agents.calibration(user, created.id)
+            assert fresh.trades == 0  # its hour has not passed
+
+            # Move the trade a day back: its outcome is the close an hour after it.
+            order_id = uuid.UUID(read.result["order"]["id"])
+            async with services.database.database.transaction() as session:
+                row = await session.get(AgentDecision, read.id)
+                order = await session.get(Order, order_id)
+                assert row is not None
+                assert order is not None
+                row.created_at = row.created_at - timedelta(days=1)
+                order.created_at = order.created_at - timedelta(days=1)
+                moment = order.created_at + timedelta(hours=1)
+                average = order.average_price or D(0)
+                fee_per_unit = order.fees / order.filled_quantity
+            later = await services.market_data.candles(
+                "BTC/USD", timeframe="1m", start=moment, limit=1
+            )
+
+            judged = await services.agents.calibration(user, created.id)
+
+            assert judged.trades == 1
+            assert judged.wins == (1 if later[0].close > average + fee_per_unit else 0)
+            bucket = next(b for b in judged.buckets if b.low == D("0.8"))
+            assert bucket.trades == 1
