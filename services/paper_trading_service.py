@@ -5,7 +5,8 @@ IMMEDIATE` on SQLite), what the order needs is moved from free to locked, the fi
 paid out of that lock, whatever does not rest is released, and the balances are written
 once, compare-and-set (services/paper_trading/ledger.py). Events go out after the
 commit. Within one process, the orders and fills of one account queue on an asyncio
-lock before they ask for the row lock, so waiting orders hold no database connection.
+semaphore (two at a time) before they ask for the row lock, so waiting orders hold no
+database connection.
 
 - Takers (market orders, crossing limits, triggered stops) walk the latest book from the
   touch; orders in the same market step share that book's liquidity, so two orders
@@ -84,6 +85,8 @@ _ZERO = Decimal(0)
 STOP_BUY_BUFFER = Decimal("0.05")
 _STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
 _CONFLICT_RETRIES = 3
+# Orders of one account in flight at once in this process (see `_gate`).
+_ORDERS_IN_FLIGHT = 2
 
 OrderListStatus = Literal["open", "closed", "filled", "cancelled", "rejected", "partial", "pending"]
 
@@ -184,7 +187,7 @@ class PaperTradingService:
         self._index = OrderIndex()
         # The book takers see: the latest market step's, minus what orders took from it.
         self._books: dict[str, OrderBook] = {}
-        self._gates: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
+        self._gates: weakref.WeakValueDictionary[uuid.UUID, asyncio.Semaphore] = (
             weakref.WeakValueDictionary()
         )
         self._default_accounts: dict[uuid.UUID, uuid.UUID] = {}
@@ -304,13 +307,16 @@ class PaperTradingService:
             self._default_accounts[user_id] = default
         return default
 
-    def _gate(self, account_id: uuid.UUID) -> asyncio.Lock:
-        """Orders and fills of one account take turns in this process before they take
-        the account's row lock: one waiting coroutine instead of one idle connection
-        per waiting order. The row lock still orders them across processes."""
+    def _gate(self, account_id: uuid.UUID) -> asyncio.Semaphore:
+        """Orders and fills of one account queue in this process before they ask for the
+        account's row lock: waiting coroutines instead of idle connections. Two pass at
+        a time: one holds the row lock while the next, its connection checked out and
+        its transaction begun, waits on it in the database, which hands it over the
+        moment the first commits. The row lock is what orders them, here and across
+        processes."""
         gate = self._gates.get(account_id)
         if gate is None:
-            gate = self._gates[account_id] = asyncio.Lock()
+            gate = self._gates[account_id] = asyncio.Semaphore(_ORDERS_IN_FLIGHT)
         return gate
 
     async def _existing(

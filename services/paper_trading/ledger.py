@@ -111,24 +111,31 @@ async def lock_book(session: AsyncSession, account_id: uuid.UUID) -> Book:
 async def _locked_book(
     session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID | None
 ) -> Book | None:
-    """One round trip: the account row, locked, with its balances. Only the account row
-    is locked; every writer of balances takes it first, and writes compare-and-set."""
+    """The account row, locked, then its balances. Two statements on purpose: under
+    READ COMMITTED a statement that waited for the row lock sees the locked row as
+    committed after the wait but every other row as of its start, so balances read in
+    the same statement could predate the previous order. Read after the lock, they
+    are current (every writer of balances takes the account lock first)."""
     # populate_existing: rows read earlier in this session (unlocked) are overwritten
     # with what the lock returns, the latest committed values.
-    query = (
-        select(TradingAccount, AccountBalance)
-        .outerjoin(AccountBalance, AccountBalance.account_id == TradingAccount.id)
+    account_query = (
+        select(TradingAccount)
         .where(TradingAccount.id == account_id)
         .execution_options(populate_existing=True)
     )
     if user_id is not None:
-        query = query.where(TradingAccount.user_id == user_id)
+        account_query = account_query.where(TradingAccount.user_id == user_id)
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(of=TradingAccount)
-    rows = (await session.execute(query)).all()
-    if not rows:
+        account_query = account_query.with_for_update()
+    account = (await session.execute(account_query)).scalar_one_or_none()
+    if account is None:
         return None
-    return Book.of(rows[0][0], (balance for _, balance in rows if balance is not None))
+    balance_query = (
+        select(AccountBalance)
+        .where(AccountBalance.account_id == account_id)
+        .execution_options(populate_existing=True)
+    )
+    return Book.of(account, (await session.execute(balance_query)).scalars())
 
 
 def change_balance(

@@ -372,6 +372,40 @@ class TestConcurrency:
         assert locked == 0
         await assert_ledger_reconciles(services, account)
 
+    async def test_two_instances_trading_one_account_never_overspend(
+        self, services: Services, make_settings: Callable[..., Settings], database_url: str
+    ) -> None:
+        """Orders of one account from two processes meet only at the row lock: each
+        must read the balances the other just committed, never a stale copy."""
+        account = await new_account(services, cash="1000")
+        other_app = create_app(
+            make_settings(
+                database={"url": database_url},
+                redis={"url": ""},
+                market_data={"market_data_stream": False},
+            )
+        )
+        async with running_app(other_app):
+            other: Services = other_app.state.services
+            book = tick("99", "100", asks=[("100", "1000")])
+            for instance in (services, other):
+                await instance.paper_trading.on_ticks(book)
+            results = await asyncio.gather(
+                *(
+                    instance.paper_trading.place_order(account.user_id, order("buy", "0.5"))
+                    for _ in range(12)
+                    for instance in (services, other)
+                ),
+                return_exceptions=True,
+            )
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert all(isinstance(r, InsufficientFundsError) for r in refused), refused
+        assert len(results) - len(refused) == 19
+        free, locked = (await holdings(services, account))["USD"]
+        assert free == D("1000") - 19 * D("50.1")
+        assert locked == 0
+        await assert_ledger_reconciles(services, account)
+
 
 class TestRestart:
     async def test_open_orders_reload_and_fill_after_a_restart(
