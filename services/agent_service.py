@@ -580,9 +580,10 @@ class AgentService:
         if read.reasoning:
             await stream.message(read.reasoning)
         await stream.finished({"decision_id": str(read.id), "status": read.status.value})
-        await self._publish(
-            Channel.AGENTS, EventType.AGENT_DECISION, read.model_dump(mode="json"), user_id
-        )
+        # The context it saw stays out of the event (it is the bulk of the row): a client
+        # that wants it reads the decision over REST.
+        data = read.model_dump(mode="json", exclude={"market_data"})
+        await self._publish(Channel.AGENTS, EventType.AGENT_DECISION, data, user_id)
         return read
 
     def _decided_recently(self, agent: Agent) -> bool:
