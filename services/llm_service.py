@@ -23,7 +23,6 @@ from pydantic import SecretStr
 from core.config import LLMSettings
 from core.service_registry import ServiceHealth
 from models.decisions import AgentContext
-from services.llm.anthropic_provider import AnthropicProvider
 from services.llm.base import (
     Clock,
     LLMProvider,
@@ -35,7 +34,6 @@ from services.llm.base import (
 )
 from services.llm.breaker import BreakerBoard, BreakerState
 from services.llm.local_provider import LOCAL_MODEL, LocalProvider
-from services.llm.openai_provider import OPENAI_BASE_URL, OpenAIProvider, StructuredOutput
 from services.llm.pricing import PriceTable
 
 log = structlog.get_logger(__name__)
@@ -234,6 +232,11 @@ class LLMService:
         }
         if name is ProviderName.LOCAL:
             return LocalProvider(clock=self._clock)
+        # Imported here, not at the top: the two SDKs take seconds and tens of MiB to
+        # import, and a default install (local provider only) never needs them.
+        from services.llm.anthropic_provider import AnthropicProvider
+        from services.llm.openai_provider import OPENAI_BASE_URL, OpenAIProvider, StructuredOutput
+
         if name is ProviderName.ANTHROPIC:
             return AnthropicProvider(api_key=_secret(s.anthropic_api_key) or "", **common)
         if name is ProviderName.OPENROUTER:
