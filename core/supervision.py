@@ -12,6 +12,18 @@ log = structlog.get_logger(__name__)
 _CANCEL_RETRY_SECONDS = 0.5
 
 
+async def wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until `event` is set, at most `seconds`; True if it was set. Built on
+    asyncio.timeout, not wait_for, which can swallow a cancellation on Python 3.11
+    (CPython gh-86296) and leave a loop that will not stop."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 class SupervisedTask:
     """Runs `target()` until stopped; restarts it after a crash with exponential backoff.
 

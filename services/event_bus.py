@@ -30,7 +30,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from core.service_registry import ServiceHealth
-from core.supervision import SupervisedTask
+from core.supervision import SupervisedTask, wait_event
 from models.events import EncodedEvent, Event, encode_event, is_durable, normalize_channel
 from services.redis_service import RedisService
 
@@ -279,11 +279,7 @@ class RedisEventBus(EventBus):
 
     async def wait_subscribed(self, *, within: float) -> bool:
         """Wait until the subscriber is listening; False if it is not within `within` seconds."""
-        try:
-            await asyncio.wait_for(self._subscribed.wait(), within)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._subscribed, within)
 
     async def publish(
         self,
@@ -384,12 +380,9 @@ class RedisEventBus(EventBus):
             # Retry once the monitor sees Redis back, or after one interval if it never
             # saw it go (a blip); never in a tight loop.
             self._redis_up.clear()
-            try:
-                async with asyncio.timeout(self._redis.health_interval_seconds):
-                    await self._redis_up.wait()
-            except TimeoutError:
-                if self._redis.available:
-                    self._redis_up.set()
+            came_back = await wait_event(self._redis_up, self._redis.health_interval_seconds)
+            if not came_back and self._redis.available:
+                self._redis_up.set()
 
     async def _consume(self) -> None:
         pubsub = self._redis.client.pubsub()

@@ -23,7 +23,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from core.service_registry import ServiceHealth
-from core.supervision import SupervisedTask
+from core.supervision import SupervisedTask, wait_event
 
 log = structlog.get_logger(__name__)
 
@@ -142,11 +142,7 @@ class RedisService:
 
     async def _monitor_loop(self) -> None:
         while True:
-            try:
-                async with asyncio.timeout(self.health_interval_seconds):
-                    await self._check_now.wait()
-            except TimeoutError:
-                pass
+            await wait_event(self._check_now, self.health_interval_seconds)
             self._check_now.clear()
             await self._check()
 
