@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.config import Settings
 from core.exceptions import AppError, ConflictError, NotFoundError, ValidationFailedError
 from core.service_registry import ServiceHealth
-from core.supervision import SupervisedTask
+from core.supervision import SupervisedTask, wait_event
 from database.models import (
     Agent,
     AgentDecision,
@@ -99,15 +99,9 @@ from services.portfolio_service import PortfolioService
 log = structlog.get_logger(__name__)
 
 _ZERO = Decimal(0)
-# Candles of each symbol kept in a decision's logged context (the full prompt is in
-# its model call).
-_LOGGED_CANDLES = 10
-# A pending decision older than this at start was interrupted by a stop or a crash.
-_INTERRUPTED_AFTER = timedelta(minutes=2)
 # A scheduled cycle is skipped when the agent decided this share of its interval ago
 # or less (another instance ran it).
 _RECENT_SHARE = 0.5
-_OPEN = ("open",)
 
 
 class BudgetSpentError(ConflictError):
@@ -150,7 +144,7 @@ class AgentService:
         self._locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        self._context = ContextBuilder(database, market_data, settings.agents)
+        self._context = ContextBuilder(database, market_data, portfolio, settings.agents)
         self._decisions = DecisionLog(database, market_data, settings.agents)
         self._wake = asyncio.Event()
         self._loop = SupervisedTask("agent_scheduler", self._run)
@@ -227,11 +221,7 @@ class AgentService:
                     self._inflight[entry.agent_id] = asyncio.create_task(
                         self._scheduled_cycle(entry), name=f"agent-cycle-{entry.agent_id}"
                     )
-            try:
-                async with asyncio.timeout(tick):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, tick)
 
     async def _scheduled_cycle(self, entry: _Scheduled) -> None:
         try:
@@ -322,11 +312,10 @@ class AgentService:
 
     @staticmethod
     def _read(agent: Agent, account: TradingAccount, stats: AgentStats | None = None) -> AgentRead:
-        read = AgentRead.model_validate(
-            {**{c: getattr(agent, c) for c in AgentRead.model_fields if hasattr(agent, c)}}
-            | {"account_id": account.id, "stats": stats}
-        )
-        return read
+        fields = {
+            name: getattr(agent, name) for name in AgentRead.model_fields if hasattr(agent, name)
+        }
+        return AgentRead.model_validate(fields | {"account_id": account.id, "stats": stats})
 
     async def list_agents(self, user_id: uuid.UUID) -> list[AgentRead]:
         async with self._database.database.read() as session:
@@ -623,24 +612,7 @@ class AgentService:
         started: float,
         stream: RunStream,
     ) -> DecisionRead:
-        agent = seen.agent
-        decision_id = uuid.uuid4()
-        call = self._decisions.call_row(seen, result)
-        row = AgentDecision(
-            id=decision_id,
-            user_id=agent.user_id,
-            agent_id=agent.id,
-            trigger=trigger.value,
-            status=DecisionStatus.PENDING.value,
-            reasoning="",
-            market_data=seen.logged_context(),
-            result={},
-            llm_call_id=call.id if call is not None else None,
-            coordination_id=coordination_id,
-            prompt_tokens=result.prompt_tokens or 0 if result else 0,
-            completion_tokens=result.completion_tokens or 0 if result else 0,
-            cost=result.cost or _ZERO if result else _ZERO,
-        )
+        row, call = self._decisions.draft(seen, result, trigger, coordination_id)
         if decision is None:
             error = result.error if result is not None else None
             row.reasoning = "no decision: " + (error.message if error else "unknown")
@@ -851,22 +823,9 @@ class AgentService:
                 result = await self._ask(seen)
             except BudgetSpentError as e:
                 budget_error = e.message
-            call = self._decisions.call_row(seen, result)
             decision = result.decision if result is not None else None
-            row = AgentDecision(
-                id=uuid.uuid4(),
-                user_id=user_id,
-                agent_id=agent_id,
-                trigger=DecisionTrigger.COORDINATION.value,
-                status=DecisionStatus.SKIPPED.value,
-                reasoning="",
-                market_data=seen.logged_context(),
-                result={},
-                llm_call_id=call.id if call is not None else None,
-                coordination_id=coordination_id,
-                prompt_tokens=(result.prompt_tokens or 0) if result else 0,
-                completion_tokens=(result.completion_tokens or 0) if result else 0,
-                cost=(result.cost or _ZERO) if result else _ZERO,
+            row, call = self._decisions.draft(
+                seen, result, DecisionTrigger.COORDINATION, coordination_id
             )
             quantity = None
             if decision is not None:

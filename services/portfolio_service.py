@@ -111,7 +111,7 @@ class OrderPlacer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _Valuation:
+class Valuation:
     account: AccountRead
     balances: list[BalanceRead]
     positions: list[PositionRead]
@@ -190,7 +190,7 @@ class PortfolioService:
         """The account's balances and open positions marked to the latest price."""
         async with self._read() as session:
             account = await find_account(session, user_id, account_id)
-            valuation = await self._value(session, account)
+            valuation = await self.value_account(session, account)
         return PaperPortfolioRead.model_validate(valuation)
 
     async def positions(
@@ -199,7 +199,7 @@ class PortfolioService:
         """Open positions (quantity > 0) by symbol, marked to the latest price."""
         async with self._read() as session:
             account = await find_account(session, user_id, account_id)
-            return (await self._value(session, account)).positions
+            return (await self.value_account(session, account)).positions
 
     async def summary(
         self, user_id: uuid.UUID, *, account_id: uuid.UUID | None = None
@@ -208,7 +208,7 @@ class PortfolioService:
         now = datetime.now(UTC)
         async with self._read() as session:
             account = await find_account(session, user_id, account_id)
-            valuation = await self._value(session, account)
+            valuation = await self.value_account(session, account)
             query = (
                 select(PortfolioSnapshot.equity, PortfolioSnapshot.taken_at)
                 .where(
@@ -244,7 +244,7 @@ class PortfolioService:
         """The account's PnL and trade counts, with drawdown and Sharpe from its snapshots."""
         async with self._read() as session:
             account = await find_account(session, user_id, account_id)
-            valuation = await self._value(session, account)
+            valuation = await self.value_account(session, account)
             query = select(PortfolioSnapshot.taken_at).where(
                 PortfolioSnapshot.account_id == account.id
             )
@@ -268,7 +268,9 @@ class PortfolioService:
             last_snapshot_at=last_snapshot_at,
         )
 
-    async def _value(self, session: AsyncSession, account: TradingAccount) -> _Valuation:
+    async def value_account(self, session: AsyncSession, account: TradingAccount) -> Valuation:
+        """The account's balances and open positions marked to the latest price (a
+        position without a price counts at cost), read in the caller's session."""
         balances = await balances_of(session, account.id)
         query = select(Position).where(Position.account_id == account.id).order_by(Position.symbol)
         # Money is compared in Python: SQLite stores it as text (database/models/types.py).
@@ -276,7 +278,7 @@ class PortfolioService:
         positions = [self._mark(p) for p in held]
         cash = sum((b.free + b.locked for b in balances if b.asset == account.base_currency), _ZERO)
         free_cash = sum((b.free for b in balances if b.asset == account.base_currency), _ZERO)
-        return _Valuation(
+        return Valuation(
             account=AccountRead.model_validate(account),
             balances=[BalanceRead.model_validate(b) for b in balances],
             positions=positions,
@@ -354,7 +356,7 @@ class PortfolioService:
                 raise NotFoundError(
                     f"account {account_id} not found", details={"account_id": str(account_id)}
                 )
-            valuation = await self._value(session, account)
+            valuation = await self.value_account(session, account)
             row = PortfolioSnapshot(
                 user_id=account.user_id,
                 account_id=account.id,
@@ -436,7 +438,7 @@ class PortfolioService:
         each reports placed or failed, with the reason."""
         async with self._read() as session:
             account = await find_account(session, user_id, request.account_id)
-            valuation = await self._value(session, account)
+            valuation = await self.value_account(session, account)
         targets = self._resolve_targets(request, account.base_currency)
         free = {b.asset: b.free for b in valuation.balances}
         held = {p.symbol for p in valuation.positions}

@@ -27,11 +27,9 @@ from database.models import (
     AgentDecision,
     LLMCall,
     PortfolioSnapshot,
-    Position,
     TradingAccount,
 )
 from database.models.types import utcnow
-from database.repositories.accounts import balances_of
 from models.agents import AgentStats
 from models.decisions import (
     AgentContext,
@@ -48,6 +46,7 @@ from services.agents.planning import Inputs, Quote
 from services.agents.risk import Holding, RiskLimits
 from services.database_service import DatabaseService
 from services.market_data_service import MarketDataService
+from services.portfolio_service import PortfolioService
 from utils.indicators import indicator_snapshot
 from utils.performance import win_rate
 
@@ -117,33 +116,26 @@ async def spent_today(session: AsyncSession, agent_id: uuid.UUID) -> Decimal:
 
 class ContextBuilder:
     def __init__(
-        self, database: DatabaseService, market: MarketDataService, config: AgentSettings
+        self,
+        database: DatabaseService,
+        market: MarketDataService,
+        portfolio: PortfolioService,
+        config: AgentSettings,
     ) -> None:
         self._database = database
         self._market = market
+        self._portfolio = portfolio
         self._config = config
         self._symbol_cache: dict[str, tuple[float, asyncio.Future[SymbolContext]]] = {}
 
     async def stats(self, session: AsyncSession, account: TradingAccount) -> AgentStats:
-        balances = await balances_of(session, account.id)
-        cash = sum((b.free + b.locked for b in balances if b.asset == account.base_currency), _ZERO)
-        positions = (
-            await session.execute(select(Position).where(Position.account_id == account.id))
-        ).scalars()
-        value, unrealized = _ZERO, _ZERO
-        for position in positions:
-            if position.quantity <= 0:
-                continue
-            mark = self._market.mark_price(position.symbol)
-            marked = position.quantity * mark if mark is not None else position.cost_basis
-            value += marked
-            unrealized += marked - position.cost_basis
+        valuation = await self._portfolio.value_account(session, account)
         return AgentStats(
-            equity=cash + value,
-            total_pnl=account.realized_pnl + unrealized - account.total_fees,
-            realized_pnl=account.realized_pnl,
-            unrealized_pnl=unrealized,
-            fees=account.total_fees,
+            equity=valuation.equity,
+            total_pnl=valuation.total_pnl,
+            realized_pnl=valuation.realized_pnl,
+            unrealized_pnl=valuation.unrealized_pnl,
+            fees=valuation.fees,
             trades_count=account.total_trades,
             winning_trades=account.winning_trades,
             losing_trades=account.losing_trades,
@@ -154,14 +146,7 @@ class ContextBuilder:
         now = utcnow()
         async with self._database.database.read() as session:
             agent, account = await owned_agent(session, user_id, agent_id)
-            balances = await balances_of(session, account.id)
-            positions = [
-                p
-                for p in (
-                    await session.execute(select(Position).where(Position.account_id == account.id))
-                ).scalars()
-                if p.quantity > 0
-            ]
+            valuation = await self._portfolio.value_account(session, account)
             recent = list(
                 (
                     await session.execute(
@@ -175,29 +160,26 @@ class ContextBuilder:
             spent = await spent_today(session, agent.id)
             day_start = await self._day_start_equity(session, account, now)
         symbols = [await self._symbol_context(s) for s in agent.symbols]
-        free = {b.asset: b.free for b in balances}
-        cash = sum((b.free + b.locked for b in balances if b.asset == account.base_currency), _ZERO)
+        free = {b.asset: b.free for b in valuation.balances}
         holdings: dict[str, Holding] = {}
-        position_data = []
-        value = _ZERO
-        for position in positions:
-            mark = self._market.mark_price(position.symbol) or position.avg_price
+        for position in valuation.positions:
             base = self._market.pair_rules(position.symbol).base_asset
             holdings[position.symbol] = Holding(
-                quantity_free=free.get(base, _ZERO), quantity=position.quantity, mark_price=mark
+                quantity_free=free.get(base, _ZERO),
+                quantity=position.quantity,
+                mark_price=position.mark_price or position.avg_price,
             )
-            marked = position.quantity * mark
-            value += marked
-            position_data.append(
-                PositionData(
-                    symbol=position.symbol,
-                    quantity=position.quantity,
-                    average_price=position.avg_price,
-                    market_value=marked,
-                    unrealized_pnl=marked - position.cost_basis,
-                )
+        position_data = [
+            PositionData(
+                symbol=p.symbol,
+                quantity=p.quantity,
+                average_price=p.avg_price,
+                market_value=p.market_value,
+                unrealized_pnl=p.unrealized_pnl,
             )
-        equity = cash + value
+            for p in valuation.positions
+        ]
+        cash, equity = valuation.cash, valuation.equity
         limits = RiskLimits.for_agent(
             risk_tolerance=agent.risk_tolerance,
             max_position_pct=agent.max_position_pct,
@@ -211,7 +193,7 @@ class ContextBuilder:
             quotes[symbol] = Quote(ticker.bid, ticker.ask, step)
         inputs = Inputs(
             equity=equity,
-            cash_free=free.get(account.base_currency, _ZERO),
+            cash_free=valuation.free_cash,
             fee_bps=account.taker_fee_bps,
             day_start_equity=day_start,
             holdings=holdings,

@@ -33,7 +33,7 @@ from models.agents import (
 )
 from models.base import Page
 from models.decisions import AgentContext, Decision
-from models.enums import ActionTaken, DecisionStatus, DecisionType, OrderSide
+from models.enums import ActionTaken, DecisionStatus, DecisionTrigger, DecisionType, OrderSide
 from models.trading import OrderRead
 from services.agents.calibration import Calibration, Outcome, calibrate
 from services.agents.context import Seen
@@ -126,7 +126,34 @@ class DecisionLog:
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def call_row(self, seen: Seen, result: ProviderResult | None) -> LLMCall | None:
+    def draft(
+        self,
+        seen: Seen,
+        result: ProviderResult | None,
+        trigger: DecisionTrigger,
+        coordination_id: uuid.UUID | None,
+    ) -> tuple[AgentDecision, LLMCall | None]:
+        """A cycle's decision row, pending until its verdict, and its model call's row
+        (None when no model was asked)."""
+        call = self._call_row(seen, result)
+        row = AgentDecision(
+            id=uuid.uuid4(),
+            user_id=seen.agent.user_id,
+            agent_id=seen.agent.id,
+            trigger=trigger.value,
+            status=DecisionStatus.PENDING.value,
+            reasoning="",
+            market_data=seen.logged_context(),
+            result={},
+            llm_call_id=call.id if call is not None else None,
+            coordination_id=coordination_id,
+            prompt_tokens=call.prompt_tokens if call is not None else 0,
+            completion_tokens=call.completion_tokens if call is not None else 0,
+            cost=call.cost if call is not None else _ZERO,
+        )
+        return row, call
+
+    def _call_row(self, seen: Seen, result: ProviderResult | None) -> LLMCall | None:
         if result is None:
             return None
         record = result.to_record()
