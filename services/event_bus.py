@@ -37,6 +37,8 @@ from services.redis_service import RedisService
 log = structlog.get_logger(__name__)
 
 EventHandler = Callable[[Event], None]
+# Whether a handler wants a channel's events right now (see EventBus.listening).
+ChannelFilter = Callable[[str], bool]
 
 
 class ReplayUnavailableError(RuntimeError):
@@ -48,6 +50,7 @@ class EventBus(ABC):
 
     def __init__(self) -> None:
         self._handlers: dict[int, EventHandler] = {}
+        self._wants: dict[int, ChannelFilter] = {}
         self._handler_ids = itertools.count()
         self.published = 0
         self.delivered = 0
@@ -81,15 +84,33 @@ class EventBus(ABC):
     @abstractmethod
     async def health(self) -> ServiceHealth: ...
 
-    def subscribe(self, handler: EventHandler) -> Callable[[], None]:
-        """Deliver every event to `handler`; returns the function that unsubscribes it."""
+    def subscribe(
+        self, handler: EventHandler, *, wants: ChannelFilter | None = None
+    ) -> Callable[[], None]:
+        """Deliver every event to `handler`; returns the function that unsubscribes it.
+
+        `wants`, when given, tells `listening` which channels the handler cares about
+        at the moment (it still receives every event and filters them itself)."""
         handler_id = next(self._handler_ids)
         self._handlers[handler_id] = handler
+        if wants is not None:
+            self._wants[handler_id] = wants
 
         def unsubscribe() -> None:
             self._handlers.pop(handler_id, None)
+            self._wants.pop(handler_id, None)
 
         return unsubscribe
+
+    def listening(self, channel: str) -> bool:
+        """Whether an event published on `channel` now would reach anyone, so a publisher
+        can skip building a stream of events nobody receives. True while any handler
+        takes every channel (one subscribed without `wants`)."""
+        for handler_id in self._handlers:
+            wants = self._wants.get(handler_id)
+            if wants is None or wants(channel):
+                return True
+        return False
 
     def _deliver(self, event: Event) -> None:
         self.delivered += 1
@@ -271,6 +292,10 @@ class RedisEventBus(EventBus):
         if not self._subscribed.is_set():
             return ServiceHealth.degraded("redis subscriber reconnecting", **data)
         return ServiceHealth.healthy("redis pub/sub", **data)
+
+    def listening(self, channel: str) -> bool:  # noqa: ARG002 - same answer for all
+        """Always True: subscribers in other processes are not known here."""
+        return True
 
     @property
     def subscribed(self) -> bool:

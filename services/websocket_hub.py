@@ -114,7 +114,7 @@ class WebSocketHub:
         return len(self._connections)
 
     async def start(self) -> None:
-        self._unsubscribe = self._bus.subscribe(self._on_event)
+        self._unsubscribe = self._bus.subscribe(self._on_event, wants=self._by_channel.__contains__)
         self._heartbeat.start()
 
     async def stop(self) -> None:

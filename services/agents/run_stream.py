@@ -22,6 +22,11 @@ channel keeps no history: a client that joins mid-cycle should skip events until
 next `RUN_STARTED` (AG-UI clients refuse a run that does not open with one), and a seq
 gap means the current run is incomplete.
 
+A run nobody listens to is not built: whether the bus would deliver anything on
+`agent:{agent_id}` (`EventBus.listening`) is asked once, when the run opens, and a
+run that opened unheard stays silent to its end, as a client joining mid-run would
+skip it anyway. The checks on the order of calls apply all the same.
+
 Publishing is best effort: a failed publish is logged, counted and dropped, so a dead
 bus never breaks a trading cycle. Misuse is not: steps, messages and `finished` before
 `started`, any event after the run ended, `finished` with a step still open, or a
@@ -34,9 +39,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import structlog
@@ -93,6 +99,7 @@ class RunStream:
         self._thread_id = thread_id if thread_id is not None else str(agent_id)
         self._state = _State.NEW
         self._open_steps: list[str] = []
+        self._heard = False
         self.publish_failures = 0
 
     @property
@@ -106,24 +113,28 @@ class RunStream:
     async def started(self, *, input: Mapping[str, Any] | None = None) -> None:
         """Opens the run; `input` (the cycle's inputs) travels as the run input's forwardedProps."""
         self._require(_State.NEW, "started")
-        run_input = None
-        if input is not None:
-            # RUN_STARTED.input is a whole RunAgentInput; the cycle's own inputs are
-            # application data, which the protocol carries in forwardedProps.
-            run_input = RunAgentInput(
+        self._heard = self._bus.listening(self._channel)
+        self._state = _State.RUNNING
+
+        def event() -> BaseEvent:
+            run_input = None
+            if input is not None:
+                # RUN_STARTED.input is a whole RunAgentInput; the cycle's own inputs are
+                # application data, which the protocol carries in forwardedProps.
+                run_input = RunAgentInput(
+                    thread_id=self._thread_id,
+                    run_id=str(self._run_id),
+                    messages=[],
+                    forwarded_props=dict(input),
+                )
+            return RunStartedEvent(
                 thread_id=self._thread_id,
                 run_id=str(self._run_id),
-                messages=[],
-                forwarded_props=dict(input),
+                protocol_version=PROTOCOL_VERSION,
+                input=run_input,
+                timestamp=_now_ms(),
             )
-        event = RunStartedEvent(
-            thread_id=self._thread_id,
-            run_id=str(self._run_id),
-            protocol_version=PROTOCOL_VERSION,
-            input=run_input,
-            timestamp=_now_ms(),
-        )
-        self._state = _State.RUNNING
+
         await self._emit(event)
 
     def step(self, name: str) -> AbstractAsyncContextManager[None]:
@@ -137,14 +148,14 @@ class RunStream:
             # AG-UI clients identify a step by its name and refuse a second open one.
             raise RuntimeError(f"step {name!r} is already open")
         self._open_steps.append(name)
-        await self._emit(StepStartedEvent(step_name=name, timestamp=_now_ms()))
+        await self._emit(lambda: StepStartedEvent(step_name=name, timestamp=_now_ms()))
         try:
             yield
         finally:
             self._open_steps.remove(name)
             # After RUN_ERROR nothing may follow; the error already closed every step.
             if self._state is _State.RUNNING:
-                await self._emit(StepFinishedEvent(step_name=name, timestamp=_now_ms()))
+                await self._emit(lambda: StepFinishedEvent(step_name=name, timestamp=_now_ms()))
 
     async def message(self, text: str, *, chunk_chars: int = 400) -> str:
         """Streams `text` as one assistant message in deltas of at most chunk_chars; its id."""
@@ -152,18 +163,23 @@ class RunStream:
             raise ValueError("chunk_chars must be >= 1")
         self._require(_State.RUNNING, "message")
         message_id = str(uuid.uuid4())
+        if not self._heard:
+            return message_id
         await self._emit(
-            TextMessageStartEvent(message_id=message_id, role="assistant", timestamp=_now_ms())
+            lambda: TextMessageStartEvent(
+                message_id=message_id, role="assistant", timestamp=_now_ms()
+            )
         )
         for start in range(0, len(text), chunk_chars):
             await self._emit(
-                TextMessageContentEvent(
+                partial(
+                    TextMessageContentEvent,
                     message_id=message_id,
                     delta=text[start : start + chunk_chars],
                     timestamp=_now_ms(),
                 )
             )
-        await self._emit(TextMessageEndEvent(message_id=message_id, timestamp=_now_ms()))
+        await self._emit(lambda: TextMessageEndEvent(message_id=message_id, timestamp=_now_ms()))
         return message_id
 
     async def finished(self, result: Mapping[str, Any] | None = None) -> None:
@@ -171,28 +187,33 @@ class RunStream:
         self._require(_State.RUNNING, "finished")
         if self._open_steps:
             raise RuntimeError(f"cannot finish the run with open steps: {self._open_steps}")
-        event = RunFinishedEvent(
-            thread_id=self._thread_id,
-            run_id=str(self._run_id),
-            result=None if result is None else dict(result),
-            timestamp=_now_ms(),
-        )
         self._state = _State.FINISHED
-        await self._emit(event)
+        await self._emit(
+            lambda: RunFinishedEvent(
+                thread_id=self._thread_id,
+                run_id=str(self._run_id),
+                result=None if result is None else dict(result),
+                timestamp=_now_ms(),
+            )
+        )
 
     async def failed(self, message: str, *, code: str | None = None) -> None:
         """Closes the run as failed; allowed before `started` too."""
         if self._state in (_State.FINISHED, _State.FAILED):
             raise RuntimeError(f"failed after the run already {self._state.value}")
-        event = RunErrorEvent(message=message, code=code, timestamp=_now_ms())
+        if self._state is _State.NEW:
+            self._heard = self._bus.listening(self._channel)
         self._state = _State.FAILED
-        await self._emit(event)
+        await self._emit(lambda: RunErrorEvent(message=message, code=code, timestamp=_now_ms()))
 
     def _require(self, state: _State, what: str) -> None:
         if self._state is not state:
             raise RuntimeError(f"{what} is not allowed when the run is {self._state.value}")
 
-    async def _emit(self, event: BaseEvent) -> None:
+    async def _emit(self, build: Callable[[], BaseEvent]) -> None:
+        if not self._heard:
+            return
+        event = build()
         # The same dict the package's encoder writes: its base model already omits optional
         # fields without a value, and exclude_none would also drop meaningful nulls.
         data = event.model_dump(mode="json", by_alias=True)

@@ -111,6 +111,30 @@ class TestInProcessSubscribe:
         assert (await bus.health()).data["handler_errors"] == 2
 
 
+class TestListening:
+    async def test_nobody_subscribed_is_nobody_listening(self, bus: InProcessEventBus) -> None:
+        assert not bus.listening("trades")
+
+    async def test_a_handler_without_wants_hears_every_channel(
+        self, bus: InProcessEventBus
+    ) -> None:
+        unsubscribe = bus.subscribe(lambda _event: None)
+        assert bus.listening("trades")
+        assert bus.listening(f"agent:{uuid.uuid4()}")
+        unsubscribe()
+        assert not bus.listening("trades")
+
+    async def test_wants_says_which_channels_are_heard(self, bus: InProcessEventBus) -> None:
+        heard = {"risk"}
+        unsubscribe = bus.subscribe(lambda _event: None, wants=heard.__contains__)
+        assert bus.listening("risk")
+        assert not bus.listening("trades")
+        heard.add("trades")
+        assert bus.listening("trades")
+        unsubscribe()
+        assert not bus.listening("risk")
+
+
 class TestInProcessReplay:
     async def test_returns_events_after_seq_up_to_limit(self, bus: InProcessEventBus) -> None:
         for n in range(4):
@@ -175,6 +199,11 @@ class TestRedisBus:
             assert first.envelope()["data"] == {"p": "2.5"}
             assert (first.user_id, second.user_id) == (None, user)
             assert second.envelope()["seq"] == 2
+
+    async def test_every_channel_counts_as_heard(self, redis_pair: PairFactory) -> None:
+        # Another instance's clients may listen: this one cannot tell, so it assumes so.
+        one, _ = await redis_pair()
+        assert one.listening(f"agent:{uuid.uuid4()}")
 
     async def test_replay_reads_what_another_instance_stored(self, redis_pair: PairFactory) -> None:
         one, two = await redis_pair(history=3)

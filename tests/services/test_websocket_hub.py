@@ -163,6 +163,22 @@ class TestFanOut:
         assert (await client.recv())["channel"] == "risk"
         assert (await hub.health()).data["subscriptions"] == 1
 
+    async def test_the_bus_knows_which_channels_clients_hear(
+        self, hub: WebSocketHub, bus: InProcessEventBus
+    ) -> None:
+        channel = f"agent:{uuid.uuid4()}"
+        assert not bus.listening(channel)
+        one, two = await Client(hub).join(), await Client(hub).join()
+        await subscribed(one, channel)
+        await subscribed(two, channel)
+        assert bus.listening(channel)
+        assert not bus.listening("trades")
+
+        hub.unsubscribe(one.conn, channel)
+        assert bus.listening(channel)
+        await two.leave()
+        assert not bus.listening(channel)
+
     async def test_channels_per_connection_are_capped(self, bus: InProcessEventBus) -> None:
         hub = await started_hub(bus, max_channels=2)
         try:

@@ -312,6 +312,7 @@ class TestFailed:
 class TestDeadBus:
     async def test_a_bus_that_always_fails_does_not_break_the_cycle(self) -> None:
         bus = FlakyBus()
+        record(bus)
         stream = RunStream(bus, agent_id=AGENT, user_id=USER)
 
         message_id = await full_cycle(stream, "Momentum up.")
@@ -338,6 +339,55 @@ class TestDeadBus:
         await stream.finished()
         with pytest.raises(RuntimeError):
             await stream.finished()
+
+
+class TestNobodyListening:
+    async def test_a_run_nobody_hears_publishes_nothing(self, bus: InProcessEventBus) -> None:
+        seen: list[BusEvent] = []
+        bus.subscribe(seen.append, wants=lambda _channel: False)
+        stream = make_stream(bus)
+
+        message_id = await full_cycle(stream, "Momentum up.")
+
+        assert uuid.UUID(message_id)
+        assert bus.published == 0
+        assert seen == []
+        with pytest.raises(RuntimeError):
+            await stream.finished()
+
+    async def test_a_listener_on_the_agent_channel_hears_the_run(
+        self, bus: InProcessEventBus
+    ) -> None:
+        seen: list[BusEvent] = []
+        bus.subscribe(seen.append, wants=lambda channel: channel == f"agent:{AGENT}")
+
+        await full_cycle(make_stream(bus), "Momentum up.")
+
+        assert types(seen)[0] == "RUN_STARTED"
+        assert types(seen)[-1] == "RUN_FINISHED"
+
+    async def test_whether_a_run_is_heard_is_settled_when_it_starts(
+        self, bus: InProcessEventBus
+    ) -> None:
+        heard: set[str] = set()
+        seen: list[BusEvent] = []
+        bus.subscribe(seen.append, wants=heard.__contains__)
+        quiet = make_stream(bus)
+        await quiet.started()
+        heard.add(f"agent:{AGENT}")  # a client joins mid-run: it waits for the next one
+        async with quiet.step("decide"):
+            pass
+        await quiet.finished()
+        assert seen == []
+
+        await full_cycle(make_stream(bus), "Momentum up.")
+        assert types(seen)[0] == "RUN_STARTED"
+
+    async def test_a_lone_run_error_asks_too(self, bus: InProcessEventBus) -> None:
+        seen: list[BusEvent] = []
+        bus.subscribe(seen.append, wants=lambda _channel: False)
+        await make_stream(bus).failed("could not load the agent")
+        assert seen == []
 
 
 class TestMisuse:
