@@ -12,8 +12,9 @@ A cycle, for one agent:
 3. risk: sizing and the pre-trade checks (services/agents/planning.py);
 4. execution: the order on the agent's own paper account, idempotent per decision
    (client_order_id `decision-{id}`).
-Every cycle writes one `agent_decisions` row (a trade's row is written pending before
-its order goes out, so the order can reference it, and closed when it returns) and
+Every cycle writes one `agent_decisions` row (a trade's row in its order's transaction,
+complete with the order's result; a rebalance's row pending first, as its orders go
+out one by one referencing it, and closed when they have) and
 publishes `agent_decision` on `agents`; the cycle streams live as AG-UI events on
 `agent:{id}` (services/agents/run_stream.py).
 
@@ -21,7 +22,8 @@ Status: inactive -> active (start; refused with the reason when the provider can
 be used) -> paused (cost budget spent) / error (the provider became unusable) /
 inactive (stop). Each change is an `agent_status` event. Active agents resume after a
 restart. One agent never runs two cycles at once: in-process by a lock per agent,
-across instances by a cache lock plus a check of its last decision time.
+across instances by a cache lock plus a check of its last decision time (its newest
+decision row).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import uuid
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -82,7 +84,14 @@ from models.portfolio import RebalanceRequest
 from models.portfolio import TargetWeight as PortfolioTarget
 from models.trading import OrderCreate, OrderRead
 from services.agents.calibration import Calibration
-from services.agents.context import ContextBuilder, Seen, live_agents, owned_agent, spent_today
+from services.agents.context import (
+    ContextBuilder,
+    Seen,
+    last_decided,
+    live_agents,
+    owned_agent,
+    spent_today,
+)
 from services.agents.coordination import MemberView, combine
 from services.agents.decision_log import DecisionJournal, DecisionLog, Verdict, decision_symbol
 from services.agents.planning import Plan, plan
@@ -165,8 +174,10 @@ class AgentService:
                     )
                 )
             ).scalars()
-            for agent in rows:
-                self._plan_next(agent, resume=True)
+            active = list(rows)
+            decided = await last_decided(session, [agent.id for agent in active])
+            for agent in active:
+                self._plan_next(agent, decided.get(agent.id))
         log.info("agents_resumed", count=len(self._schedule))
         if self._config.scheduler_enabled:
             self._loop.start()
@@ -197,12 +208,13 @@ class AgentService:
 
     # -- the scheduler ---------------------------------------------------------------
 
-    def _plan_next(self, agent: Agent, *, resume: bool = False) -> None:
+    def _plan_next(self, agent: Agent, last_decided_at: datetime | None = None) -> None:
+        """Due now, or one interval after its last decision when it resumes."""
         interval = float(agent.decision_interval_seconds)
         now = time.monotonic()
         next_at = now
-        if resume and agent.last_decision_at is not None:
-            waited = (utcnow() - agent.last_decision_at).total_seconds()
+        if last_decided_at is not None:
+            waited = (utcnow() - last_decided_at).total_seconds()
             next_at = now + max(0.0, interval - waited)
         self._schedule[agent.id] = _Scheduled(agent.id, agent.user_id, interval, next_at)
         self._wake.set()
@@ -311,21 +323,41 @@ class AgentService:
             )
 
     @staticmethod
-    def _read(agent: Agent, account: TradingAccount, stats: AgentStats | None = None) -> AgentRead:
+    def _read(
+        agent: Agent,
+        account: TradingAccount,
+        stats: AgentStats | None = None,
+        last_decision_at: datetime | None = None,
+    ) -> AgentRead:
         fields = {
             name: getattr(agent, name) for name in AgentRead.model_fields if hasattr(agent, name)
         }
-        return AgentRead.model_validate(fields | {"account_id": account.id, "stats": stats})
+        return AgentRead.model_validate(
+            fields
+            | {"account_id": account.id, "stats": stats, "last_decision_at": last_decision_at}
+        )
+
+    async def _read_in(
+        self, session: AsyncSession, agent: Agent, account: TradingAccount
+    ) -> AgentRead:
+        """The agent with its account's stats and its last decision time."""
+        decided = await last_decided(session, [agent.id])
+        stats = await self._context.stats(session, account)
+        return self._read(agent, account, stats, decided.get(agent.id))
 
     async def list_agents(self, user_id: uuid.UUID) -> list[AgentRead]:
         async with self._database.database.read() as session:
             rows = await live_agents(session, user_id)
-            return [self._read(a, acc, await self._context.stats(session, acc)) for a, acc in rows]
+            decided = await last_decided(session, [agent.id for agent, _ in rows])
+            return [
+                self._read(a, acc, await self._context.stats(session, acc), decided.get(a.id))
+                for a, acc in rows
+            ]
 
     async def get_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> AgentRead:
         async with self._database.database.read() as session:
             agent, account = await owned_agent(session, user_id, agent_id)
-            return self._read(agent, account, await self._context.stats(session, account))
+            return await self._read_in(session, agent, account)
 
     async def update_agent(
         self, user_id: uuid.UUID, agent_id: uuid.UUID, body: AgentUpdate
@@ -352,7 +384,7 @@ class AgentService:
                     setattr(agent, name, value)
             agent.updated_at = utcnow()
             await session.flush()
-            read = self._read(agent, account, await self._context.stats(session, account))
+            read = await self._read_in(session, agent, account)
         if agent.id in self._schedule:
             self._schedule[agent.id].interval = float(agent.decision_interval_seconds)
         return read
@@ -417,7 +449,7 @@ class AgentService:
             agent.status = AgentStatus.ACTIVE.value
             agent.status_reason = None
             await session.flush()
-            read = self._read(agent, account, await self._context.stats(session, account))
+            read = await self._read_in(session, agent, account)
         self._plan_next(agent)
         await self._announce_status(user_id, agent_id, previous, AgentStatus.ACTIVE, None)
         return read
@@ -430,7 +462,7 @@ class AgentService:
             agent.status = AgentStatus.INACTIVE.value
             agent.status_reason = "stopped by the user"
             await session.flush()
-            read = self._read(agent, account, await self._context.stats(session, account))
+            read = await self._read_in(session, agent, account)
         self._unschedule(agent_id)
         await self._announce_status(
             user_id, agent_id, previous, AgentStatus.INACTIVE, "stopped by the user"
@@ -478,6 +510,7 @@ class AgentService:
         now_wall, now = utcnow(), time.monotonic()
         async with self._database.database.read() as session:
             rows = await live_agents(session, user_id)
+            decided = await last_decided(session, [agent.id for agent, _ in rows])
             reads = []
             for agent, account in rows:
                 entry = self._schedule.get(agent.id)
@@ -490,7 +523,7 @@ class AgentService:
                         name=agent.name,
                         status=AgentStatus(agent.status),
                         status_reason=agent.status_reason,
-                        last_decision_at=agent.last_decision_at,
+                        last_decision_at=decided.get(agent.id),
                         next_run_at=next_run,
                         running=agent.id in self._inflight or self._lock(agent.id).locked(),
                         cost_today=await spent_today(session, agent.id),
@@ -545,7 +578,7 @@ class AgentService:
         try:
             async with stream.step("context"):
                 seen = await self._context.see(user_id, agent_id)
-            if trigger is DecisionTrigger.SCHEDULED and self._decided_recently(seen.agent):
+            if trigger is DecisionTrigger.SCHEDULED and self._decided_recently(seen):
                 await stream.finished({"skipped": "decided recently (another instance)"})
                 raise LockNotAcquiredError(f"agent {agent_id} decided recently")
             result: ProviderResult | None = None
@@ -575,11 +608,12 @@ class AgentService:
         await self._publish(Channel.AGENTS, EventType.AGENT_DECISION, data, user_id)
         return read
 
-    def _decided_recently(self, agent: Agent) -> bool:
-        if agent.last_decision_at is None:
+    @staticmethod
+    def _decided_recently(seen: Seen) -> bool:
+        if seen.last_decided_at is None:
             return False
-        age = (utcnow() - agent.last_decision_at).total_seconds()
-        return age < agent.decision_interval_seconds * _RECENT_SHARE
+        age = (utcnow() - seen.last_decided_at).total_seconds()
+        return age < seen.agent.decision_interval_seconds * _RECENT_SHARE
 
     async def _ask(self, seen: Seen) -> ProviderResult:
         """The model's decision (failures inside the result). Raises BudgetSpentError,
@@ -622,7 +656,7 @@ class AgentService:
                 ActionTaken.NONE,
                 {"error": result.to_record()["error"] if result else None},
             )
-            return await self._decisions.write(row, call, verdict, started, pending=False)
+            return await self._decisions.write(row, call, verdict, started)
         symbol = decision_symbol(self._market, decision)
         self._describe(row, decision, symbol)
         async with stream.step("risk_check"):
@@ -635,7 +669,7 @@ class AgentService:
                 ActionTaken.NONE,
                 {"plan": planned.to_record()},
             )
-            return await self._decisions.write(row, call, verdict, started, pending=False)
+            return await self._decisions.write(row, call, verdict, started)
         if planned.action == "refused":
             verdict = Verdict(
                 DecisionStatus.REJECTED,
@@ -643,11 +677,11 @@ class AgentService:
                 ActionTaken.NONE,
                 {"plan": planned.to_record()},
             )
-            return await self._decisions.write(row, call, verdict, started, pending=False)
+            return await self._decisions.write(row, call, verdict, started)
         async with stream.step("execution"):
             if planned.action == "rebalance":
                 # Its orders go out one by one, each referencing this row: log it first.
-                await self._decisions.write(row, call, None, started, pending=True)
+                await self._decisions.write(row, call, None, started)
                 verdict = await self._rebalance(seen, decision, planned)
                 return await self._decisions.close(row, verdict, started)
             return await self._trade(seen, decision, symbol, planned, row, call, started)
@@ -725,7 +759,7 @@ class AgentService:
                 ActionTaken.NONE,
                 record,
             )
-            return await self._decisions.write(row, call, verdict, started, pending=False)
+            return await self._decisions.write(row, call, verdict, started)
         return DecisionRead.model_validate(row)
 
     # -- what an agent sees ----------------------------------------------------------
@@ -844,7 +878,7 @@ class AgentService:
                 row.reasoning = f"no decision: {error}"
                 verdict = Verdict(DecisionStatus.ERROR, error, ActionTaken.NONE, {})
                 view = MemberView(str(agent_id), seen.agent.name, None, error=error)
-            read = await self._decisions.write(row, call, verdict, started, pending=False)
+            read = await self._decisions.write(row, call, verdict, started)
         return view, read
 
     # -- confidence against outcomes -------------------------------------------------

@@ -47,7 +47,7 @@ from connectors.base import BookLevel, OrderBook, PairRules, Tick, Ticker
 from core.config import Settings
 from core.exceptions import ConflictError, NotFoundError, ValidationFailedError
 from core.service_registry import ServiceHealth
-from database.models import OPEN_ORDER_STATUSES, Order, Position, Trade
+from database.models import OPEN_ORDER_STATUSES, Order, Position, Trade, TradingAccount
 from database.models.types import strip_zeros, utcnow
 from database.repositories.accounts import find_account
 from models.base import AppModel, Page
@@ -104,12 +104,17 @@ class MarketView(Protocol):
 
 
 class OrderJournal(Protocol):
-    """Rows a caller writes in the order's own transaction: `before` the order (what
-    it references, such as the agent decision behind it) and `after` it, with the
-    result. If the order fails, they roll back with it."""
+    """Rows a caller writes in a new order's own transaction, such as the agent
+    decision behind it: if the order fails, they roll back with it.
 
-    async def before(self, session: AsyncSession) -> None: ...
-    async def after(self, session: AsyncSession, order: OrderRead) -> None: ...
+    `record` is called once the order's outcome is known, before anything of the
+    order is written, so what it adds goes out in the same flush with its final
+    values (an order's relationships put what it references first). An order with a
+    journal is new by construction (its decision is new): its client_order_id is not
+    looked up before it is placed; a repeat would still fail at its INSERT and be
+    answered as a repeat."""
+
+    async def record(self, session: AsyncSession, order: OrderRead) -> None: ...
 
 
 @dataclass(slots=True)
@@ -137,6 +142,20 @@ def _read(order: Order, trades: list[Trade]) -> OrderRead:
     read = _canonical(OrderRead.model_validate(order))
     read.fills = [_fill_of(t) for t in sorted(trades, key=lambda t: t.executed_at)]
     return read
+
+
+def _check_account_takes(account: TradingAccount, symbol: str, rules: PairRules) -> None:
+    """Refuses an order the account cannot hold: another quote currency, or closed."""
+    if account.base_currency != rules.quote_asset:
+        raise ValidationFailedError(
+            f"{symbol} is quoted in {rules.quote_asset}; this account holds "
+            f"{account.base_currency}",
+            details={"symbol": symbol, "account_currency": account.base_currency},
+        )
+    if not account.is_active:
+        raise ValidationFailedError(
+            "this account is not active", details={"account_id": str(account.id)}
+        )
 
 
 def _walk_of(execution: Execution) -> BookWalk:
@@ -381,14 +400,12 @@ class PaperTradingService:
             try:
                 async with self._database.database.transaction() as session:
                     book = await ledger.lock_account(session, user_id, account_id)
-                    if request.client_order_id is not None:
+                    if request.client_order_id is not None and journal is None:
                         existing = await self._by_client_id(
                             session, book.account.id, request.client_order_id
                         )
                         if existing is not None:
                             return await self._idempotent_reply(session, existing, symbol, draft)
-                    if journal is not None:
-                        await journal.before(session)
                     placed, rest = await self._execute_new(
                         session,
                         book,
@@ -400,9 +417,8 @@ class PaperTradingService:
                         agent_id,
                         decision_id,
                         outbox,
+                        journal,
                     )
-                    if journal is not None:
-                        await journal.after(session, placed)
             except ledger.LedgerConflictError:
                 if attempt == _CONFLICT_RETRIES - 1:
                     raise
@@ -443,18 +459,10 @@ class PaperTradingService:
         agent_id: uuid.UUID | None,
         decision_id: uuid.UUID | None,
         outbox: _Outbox,
+        journal: OrderJournal | None,
     ) -> tuple[OrderRead, EngineOrder | None]:
         account = book.account
-        if account.base_currency != rules.quote_asset:
-            raise ValidationFailedError(
-                f"{symbol} is quoted in {rules.quote_asset}; this account holds "
-                f"{account.base_currency}",
-                details={"symbol": symbol, "account_currency": account.base_currency},
-            )
-        if not account.is_active:
-            raise ValidationFailedError(
-                "this account is not active", details={"account_id": str(account.id)}
-            )
+        _check_account_takes(account, symbol, rules)
         now = utcnow()
         working = draft
         triggered_at: datetime | None = None
@@ -505,6 +513,9 @@ class PaperTradingService:
                 "at": ticker.timestamp.isoformat(),
             },
             triggered_at=triggered_at,
+            # Set here, not at the INSERT: the reply is read before anything is written.
+            created_at=now,
+            updated_at=now,
         )
         # Read before the order is added, so the order's INSERT goes out with its final
         # values in the one flush at the end (write_balances).
@@ -525,8 +536,10 @@ class PaperTradingService:
                 self._trim_lock(book, order, lock_asset, account, working, resting)
         else:
             self._release(book, order, lock_asset)
-        await ledger.write_balances(session, book)
         read = _read(order, trades)
+        if journal is not None:
+            await journal.record(session, read)
+        await ledger.write_balances(session, book)  # flushes all of it, in one go
         self._announce(outbox, read, trades)
         rest = None
         if resting:

@@ -86,7 +86,6 @@ class Agent(UUIDPrimaryKey, UserOwned, Timestamps, Base):
     # Most the agent's model calls may cost per UTC day, in USD.
     daily_cost_budget: Mapped[Decimal] = mapped_column(Money, default=Decimal(1))
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    last_decision_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     accounts: Mapped[list[TradingAccount]] = relationship(

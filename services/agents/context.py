@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import AgentSettings
@@ -65,6 +66,7 @@ class Seen:
     context: AgentContext
     inputs: Inputs
     spent_today: Decimal
+    last_decided_at: datetime | None
 
     def logged_context(self) -> dict[str, Any]:
         data = self.context.model_dump(mode="json", exclude={"symbols": {"__all__": {"candles"}}})
@@ -104,6 +106,20 @@ async def live_agents(
         .order_by(Agent.created_at, Agent.id)
     )
     return [(agent, account) for agent, account in (await session.execute(query)).all()]
+
+
+async def last_decided(
+    session: AsyncSession, agent_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, datetime]:
+    """When each agent last decided: its newest decision row (absent if it has none)."""
+    if not agent_ids:
+        return {}
+    query = (
+        select(AgentDecision.agent_id, func.max(AgentDecision.created_at))
+        .where(AgentDecision.agent_id.in_(agent_ids))
+        .group_by(AgentDecision.agent_id)
+    )
+    return dict((await session.execute(query)).all())
 
 
 async def spent_today(session: AsyncSession, agent_id: uuid.UUID) -> Decimal:
@@ -147,15 +163,14 @@ class ContextBuilder:
         async with self._database.database.read() as session:
             agent, account = await owned_agent(session, user_id, agent_id)
             valuation = await self._portfolio.value_account(session, account)
+            # Only what the summaries show: the rows' logged context is large.
             recent = list(
-                (
-                    await session.execute(
-                        select(AgentDecision)
-                        .where(AgentDecision.agent_id == agent.id)
-                        .order_by(AgentDecision.created_at.desc())
-                        .limit(self._config.recent_decisions)
-                    )
-                ).scalars()
+                await session.execute(
+                    select(*_SUMMARY_COLUMNS)
+                    .where(AgentDecision.agent_id == agent.id)
+                    .order_by(AgentDecision.created_at.desc())
+                    .limit(self._config.recent_decisions)
+                )
             )
             spent = await spent_today(session, agent.id)
             day_start = await self._day_start_equity(session, account, now)
@@ -214,7 +229,8 @@ class ContextBuilder:
             risk=_budget(agent, limits, equity, day_start, spent),
             recent_decisions=[_summary(d) for d in recent],
         )
-        return Seen(agent, account, context, inputs, spent)
+        last = recent[0].created_at if recent else None
+        return Seen(agent, account, context, inputs, spent, last)
 
     async def _day_start_equity(
         self, session: AsyncSession, account: TradingAccount, now: datetime
@@ -271,7 +287,22 @@ class ContextBuilder:
         )
 
 
-def _summary(row: AgentDecision) -> DecisionSummary:
+_SUMMARY_COLUMNS = (
+    AgentDecision.created_at,
+    AgentDecision.decision_type,
+    AgentDecision.symbol,
+    AgentDecision.side,
+    AgentDecision.status,
+    AgentDecision.confidence_score,
+    AgentDecision.reasoning,
+)
+
+
+# created_at, decision_type, symbol, side, status, confidence_score, reasoning
+_SummaryRow = Row[datetime, str | None, str | None, str | None, str, Decimal | None, str]
+
+
+def _summary(row: _SummaryRow) -> DecisionSummary:
     return DecisionSummary(
         created_at=row.created_at,
         decision_type=DecisionType(row.decision_type or DecisionType.ANALYSIS.value),

@@ -66,17 +66,10 @@ def decision_symbol(market: MarketDataService, decision: Decision) -> str | None
         return None
 
 
-async def touch_agent(session: AsyncSession, row: AgentDecision) -> None:
-    """The agent decided just now."""
-    await session.execute(
-        update(Agent).where(Agent.id == row.agent_id).values(last_decision_at=utcnow())
-    )
-
-
 class DecisionJournal:
     """A trade's decision row and model call, written in its order's transaction
-    (services/paper_trading_service.OrderJournal): inserted before the order, which
-    references it, and closed with the order's result. Never left pending."""
+    (services/paper_trading_service.OrderJournal) with the order's result: inserted
+    once, complete, in the order's flush. Never left pending."""
 
     def __init__(
         self,
@@ -90,15 +83,11 @@ class DecisionJournal:
         self._verdict_of = verdict_of
         self._started = started
 
-    async def before(self, session: AsyncSession) -> None:
+    async def record(self, session: AsyncSession, order: OrderRead) -> None:
+        apply_verdict(self._row, self._verdict_of(order), self._started)
         if self._call is not None:
             session.add(self._call)
-        self._row.status = DecisionStatus.PENDING.value
-        session.add(self._row)
-
-    async def after(self, session: AsyncSession, order: OrderRead) -> None:
-        apply_verdict(self._row, self._verdict_of(order), self._started)
-        await touch_agent(session, self._row)
+        session.add(self._row)  # the relationships order the INSERTs: call, row, order
 
 
 class DecisionLog:
@@ -179,17 +168,15 @@ class DecisionLog:
         call: LLMCall | None,
         verdict: Verdict | None,
         started: float,
-        *,
-        pending: bool,
     ) -> DecisionRead:
+        """The decision and its model call, closed with `verdict` (None: left pending,
+        for `close` to finish)."""
         if verdict is not None:
             apply_verdict(row, verdict, started)
         async with self._database.database.transaction() as session:
             if call is not None:
                 session.add(call)
             session.add(row)  # after its call: the relationship orders the INSERTs
-            if not pending:
-                await touch_agent(session, row)
             await session.flush()
             return DecisionRead.model_validate(row)
 
@@ -207,7 +194,6 @@ class DecisionLog:
                     execution_time_ms=row.execution_time_ms,
                 )
             )
-            await touch_agent(session, row)
         return DecisionRead.model_validate(row)
 
     async def list_decisions(

@@ -24,12 +24,14 @@ from database.models import (
     Position,
     TradingAccount,
 )
+from database.models.types import utcnow
 from main_consolidated import create_app
 from models.agents import AgentCreate, CoordinateRequest, DecisionQuery
 from models.decisions import Decision
-from models.enums import ActionTaken, AgentStatus, DecisionStatus, OrderStatus
+from models.enums import ActionTaken, AgentStatus, DecisionStatus, DecisionTrigger, OrderStatus
 from models.events import Event
 from services.agent_service import BudgetSpentError
+from services.cache_service import LockNotAcquiredError
 from services.container import Services
 from tests.api.conftest import running_app
 from tests.llm_server import Reply, ScriptedModel, serve
@@ -207,6 +209,60 @@ class TestOverride:
         await assert_ledger_reconciles(services, account.id)
         replay = await services.agents.replay_decision(user, created.id, read.id)
         assert replay.same_action
+
+    async def test_an_order_the_exchange_refuses_leaves_one_rejected_decision(
+        self, services: Services
+    ) -> None:
+        # The decision is written in the order's transaction: when the order fails, the
+        # rejection is what is logged, once, and nothing of the order remains.
+        user = services.users.solo_user_id
+        created = await services.agents.create_agent(user, agent("Closed"))
+        account = await account_of(services, created.id)
+        async with services.database.database.transaction() as session:
+            row = await session.get(TradingAccount, account.id)
+            assert row is not None
+            row.is_active = False
+
+        read = await services.agents.execute_decision(
+            user, created.id, Decision.model_validate(trade("buy"))
+        )
+
+        assert read.status is DecisionStatus.REJECTED
+        assert read.status_reason is not None
+        assert "the exchange refused: this account is not active" in read.status_reason
+        async with services.database.database.read() as session:
+            decisions = (
+                await session.execute(
+                    select(AgentDecision).where(AgentDecision.agent_id == created.id)
+                )
+            ).scalars()
+            assert [d.id for d in decisions] == [read.id]
+        orders = await services.paper_trading.list_orders(user, agent_id=created.id)
+        assert orders.total == 0
+        await assert_ledger_reconciles(services, account.id)
+
+    async def test_a_filled_trade_is_logged_complete_with_its_order(
+        self, services: Services
+    ) -> None:
+        user = services.users.solo_user_id
+        created = await services.agents.create_agent(user, agent("Filled"))
+
+        read = await services.agents.execute_decision(
+            user, created.id, Decision.model_validate(trade("buy"))
+        )
+
+        async with services.database.database.read() as session:
+            row = await session.get(AgentDecision, read.id)
+            order = (
+                await session.execute(select(Order).where(Order.decision_id == read.id))
+            ).scalar_one()
+        assert row is not None
+        assert row.status == DecisionStatus.EXECUTED.value
+        assert row.result["order"]["id"] == str(order.id)
+        assert row.result["order"]["status"] == order.status == OrderStatus.FILLED.value
+        assert row.execution_time_ms is not None
+        assert order.client_order_id == f"decision-{read.id.hex}"
+        await assert_ledger_reconciles(services, order.account_id)
 
     async def test_a_decision_over_the_risk_limit_is_logged_and_not_executed(
         self, services: Services
@@ -458,6 +514,53 @@ class TestRestart:
             statuses = {s.id: s for s in await services.agents.statuses(user)}
             assert statuses[created.id].status is AgentStatus.ACTIVE
             assert statuses[created.id].last_decision_at is not None
+
+    async def test_a_resumed_agent_waits_out_the_interval_since_its_last_decision(
+        self, agent_settings: Callable[..., Settings]
+    ) -> None:
+        first = create_app(agent_settings())
+        async with running_app(first):
+            services: Services = first.state.services
+            user = services.users.solo_user_id
+            decided = await services.agents.create_agent(
+                user, agent("Patient", decision_interval_seconds=3600)
+            )
+            fresh = await services.agents.create_agent(
+                user, agent("Eager", decision_interval_seconds=3600)
+            )
+            read = await services.agents.execute_decision(user, decided.id)
+            for agent_id in (decided.id, fresh.id):
+                await services.agents.start_agent(user, agent_id)
+
+        second = create_app(agent_settings())
+        async with running_app(second):
+            services = second.state.services
+            statuses = {s.id: s for s in await services.agents.statuses(user)}
+            listed = {a.id: a for a in await services.agents.list_agents(user)}
+        now = utcnow()
+        patient, eager = statuses[decided.id], statuses[fresh.id]
+        assert patient.last_decision_at == read.created_at
+        assert listed[decided.id].last_decision_at == read.created_at
+        assert patient.next_run_at is not None
+        assert patient.next_run_at > now + timedelta(seconds=3500)
+        assert eager.last_decision_at is None
+        assert eager.next_run_at is not None
+        assert eager.next_run_at <= now
+
+    async def test_a_scheduled_cycle_skips_an_agent_that_decided_recently(
+        self, services: Services
+    ) -> None:
+        # What keeps a second instance from running a cycle the first just ran.
+        user = services.users.solo_user_id
+        created = await services.agents.create_agent(
+            user, agent("Busy", decision_interval_seconds=3600)
+        )
+        await services.agents.execute_decision(user, created.id)
+
+        with pytest.raises(LockNotAcquiredError, match="decided recently"):
+            await services.agents._cycle(user, created.id, DecisionTrigger.SCHEDULED)
+        page = await services.agents.list_decisions(user, created.id, DecisionQuery())
+        assert page.total == 1
 
     async def test_an_interrupted_pending_decision_is_closed_as_an_error(
         self, agent_settings: Callable[..., Settings]
