@@ -4,12 +4,13 @@ context as compact JSON, and the message that asks for a corrected answer."""
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
 from models.base import decimal_to_str
-from models.decisions import DECISION_TOOL_NAME, AgentContext
+from models.decisions import DECISION_TOOL_NAME, AgentContext, SymbolContext
 
 # Older candles add tokens but rarely change a decision; the indicators summarise them.
 MAX_CANDLES_IN_PROMPT = 30
@@ -52,23 +53,43 @@ def system_prompt(context: AgentContext, style: AnswerStyle) -> str:
 
 
 def context_payload(context: AgentContext) -> dict[str, Any]:
-    """The context as JSON-ready data, candles trimmed and written as compact rows."""
-    data = context.model_dump(mode="json", exclude={"agent_id", "personality", "strategies"})
-    for symbol, source in zip(data["symbols"], context.symbols, strict=True):
-        candles = source.candles[-MAX_CANDLES_IN_PROMPT:]
-        symbol["candles"] = {
-            "columns": ["open_time", "open", "high", "low", "close", "volume"],
-            "rows": [
-                [
-                    c.open_time.isoformat(),
-                    *(decimal_to_str(v) for v in (c.open, c.high, c.low, c.close, c.volume)),
-                ]
-                for c in candles
-            ],
-        }
-        if symbol.get("indicators"):
-            symbol["indicators"] = _rounded(symbol["indicators"])
+    """The context as JSON-ready data, candles trimmed and written as compact rows.
+    The symbols' parts may be shared with other agents' payloads: read, never change."""
+    data = context.model_dump(
+        mode="json", exclude={"agent_id", "personality", "strategies", "symbols"}
+    )
+    data["symbols"] = [_symbol_payload(symbol) for symbol in context.symbols]
     data["recent_decisions"] = data["recent_decisions"][-MAX_RECENT_DECISIONS:]
+    return data
+
+
+# Agents deciding at the same moment share one SymbolContext (services/agents/context.py):
+# its part of the prompt is built once. Keyed by identity, holding the context itself, so
+# an id is never reused while its entry lives.
+_SYMBOL_PAYLOADS: OrderedDict[int, tuple[SymbolContext, dict[str, Any]]] = OrderedDict()
+_SYMBOL_PAYLOADS_KEPT = 64
+
+
+def _symbol_payload(symbol: SymbolContext) -> dict[str, Any]:
+    cached = _SYMBOL_PAYLOADS.get(id(symbol))
+    if cached is not None and cached[0] is symbol:
+        return cached[1]
+    data = symbol.model_dump(mode="json", exclude={"candles"})
+    data["candles"] = {
+        "columns": ["open_time", "open", "high", "low", "close", "volume"],
+        "rows": [
+            [
+                c.open_time.isoformat(),
+                *(decimal_to_str(v) for v in (c.open, c.high, c.low, c.close, c.volume)),
+            ]
+            for c in symbol.candles[-MAX_CANDLES_IN_PROMPT:]
+        ],
+    }
+    if data.get("indicators"):
+        data["indicators"] = _rounded(data["indicators"])
+    _SYMBOL_PAYLOADS[id(symbol)] = (symbol, data)
+    if len(_SYMBOL_PAYLOADS) > _SYMBOL_PAYLOADS_KEPT:
+        _SYMBOL_PAYLOADS.popitem(last=False)
     return data
 
 
