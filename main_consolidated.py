@@ -2,7 +2,9 @@
 
 Settings are read when the app is built, not when this module is imported, so that
 importing it (tests, Alembic, tools) never reads the environment or opens anything.
-uvicorn users: `uvicorn main_consolidated:create_app --factory`.
+`uvicorn main_consolidated:app` (the seed's Dockerfile command) works all the same: the
+module attribute `app` is built on first access, from the environment at that moment.
+`uvicorn main_consolidated:create_app --factory` does the same explicitly.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = limiter
     install_error_handlers(app)
     app.include_router(
-        build_router(settings.api_prefix), dependencies=[Depends(enforce_rate_limit)]
+        build_router(settings.api_prefix, http_dependencies=[Depends(enforce_rate_limit)])
     )
 
     # Outermost last: request id and access log see everything, CORS answers preflights.
@@ -124,6 +126,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """`main_consolidated.app`: the app built from the environment, once, on first use.
+
+    A bad setting raises ConfigError with the variable named, which uvicorn prints.
+    """
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
 
 from core.service_registry import ServiceRegistry
 from services.container import Services
@@ -36,3 +36,17 @@ async def get_current_user_id(services: ServicesDep) -> uuid.UUID:
 
 
 CurrentUserId = Annotated[uuid.UUID, Depends(get_current_user_id)]
+
+
+async def get_websocket_user_id(websocket: WebSocket) -> uuid.UUID | None:
+    """The user a /ws connection acts for, resolved as for HTTP: solo mode, the local user.
+
+    Events published for a user reach only that user's connections, so a connection
+    without a user would receive no fill, order or portfolio event at all. A resolver
+    that refuses a client raises `WebSocketException(1008, reason)`.
+    """
+    services: Services = websocket.app.state.services
+    return services.users.solo_user_id
+
+
+WebSocketUserId = Annotated[uuid.UUID | None, Depends(get_websocket_user_id)]

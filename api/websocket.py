@@ -12,22 +12,21 @@ Server → client: {"type": "subscribed"|"unsubscribed", "channel"}, {"type": "p
 Close codes: 1001 server stopping, 1008 user refused, 1013 too slow to keep up,
 4000 heartbeat timeout.
 
-Needs `app.state.services.websocket_hub` (a started WebSocketHub) and optionally
-`app.state.services.websocket_user`, an async callable taking the WebSocket and returning
-the user's UUID (or None: public events only), raising AppError to refuse the client.
+Needs `app.state.services.websocket_hub` (a started WebSocketHub). The connection acts
+for the user that `api.deps.get_websocket_user_id` resolves (solo mode: the local user);
+events published for a user reach only that user's connections, public ones reach all.
+A resolver refuses a client by raising `WebSocketException(1008, reason)`.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 
-from core.exceptions import AppError
+from api.deps import WebSocketUserId
 from models.events import (
     PingMessage,
     SubscribeMessage,
@@ -38,26 +37,15 @@ from services.websocket_hub import Connection, WebSocketHub
 
 router = APIRouter(tags=["websocket"])
 
-CLOSE_POLICY_VIOLATION = 1008
-
-UserResolver = Callable[[WebSocket], Awaitable[uuid.UUID | None]]
-
 _TYPES = "subscribe, unsubscribe, ping or pong"
 
 
 @router.websocket("/ws")
-async def events(websocket: WebSocket) -> None:
+async def events(websocket: WebSocket, user_id: WebSocketUserId) -> None:
     """Live events: subscribe to channels and receive each event in the event envelope."""
-    services = websocket.app.state.services
-    hub = services.websocket_hub
+    hub = websocket.app.state.services.websocket_hub
     if not isinstance(hub, WebSocketHub):
         raise TypeError("app.state.services.websocket_hub must be a WebSocketHub")
-    resolver: UserResolver | None = getattr(services, "websocket_user", None)
-    try:
-        user_id = await resolver(websocket) if resolver is not None else None
-    except AppError as e:
-        await websocket.close(code=CLOSE_POLICY_VIOLATION, reason=e.message[:120])
-        return
     await websocket.accept()
     await hub.serve(websocket, partial(_read_messages, websocket, hub), user_id=user_id)
 

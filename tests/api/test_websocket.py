@@ -20,12 +20,12 @@ from typing import Any
 import orjson
 import pytest
 import uvicorn
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, WebSocket, WebSocketException
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from api.deps import get_websocket_user_id
 from api.websocket import router
-from core.exceptions import AuthenticationError
 from models.events import EventType
 from services.event_bus import InProcessEventBus
 from services.websocket_hub import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CONSUMER, WebSocketHub
@@ -44,7 +44,7 @@ async def user_from_query(websocket: WebSocket) -> uuid.UUID | None:
     """Test resolver: the user named in ?user=, refused when it says so."""
     user = websocket.query_params.get("user")
     if user == "refused":
-        raise AuthenticationError("no valid token")
+        raise WebSocketException(code=1008, reason="no valid token")
     return uuid.UUID(user) if user else None
 
 
@@ -64,7 +64,8 @@ async def serving(**hub_options: Any) -> AsyncIterator[Server]:
 
     app = FastAPI(lifespan=lifespan)
     app.include_router(router)
-    app.state.services = SimpleNamespace(websocket_hub=hub, websocket_user=user_from_query)
+    app.state.services = SimpleNamespace(websocket_hub=hub)
+    app.dependency_overrides[get_websocket_user_id] = user_from_query
 
     # Listening before uvicorn runs: clients queue in the backlog, no readiness polling.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
