@@ -478,10 +478,14 @@ class MarketDataService:
         if self._last_flush is None or exchange.now - self._last_flush >= self._flush_every:
             self._last_flush = exchange.now
             await self._flush()
-        for symbol in self._subscribed.intersection(ticks):
-            await self._event_bus.publish(
-                market_channel(symbol), EventType.MARKET_DATA, ticker_data(ticks[symbol].ticker)
-            )
+        for symbol, tick in ticks.items():
+            # Published for symbols subscribed over REST and for any channel a WebSocket
+            # client listens on: subscribing to market:{SYMBOL} alone is enough.
+            channel = market_channel(symbol)
+            if symbol in self._subscribed or self._event_bus.listening(channel):
+                await self._event_bus.publish(
+                    channel, EventType.MARKET_DATA, ticker_data(tick.ticker)
+                )
         for listener in list(self._listeners.values()):
             try:
                 await listener(ticks)

@@ -262,7 +262,8 @@ class TestSubscribe:
         self, services: Services, market: MarketDataService
     ) -> None:
         events: list[Event] = []
-        services.event_bus.subscribe(events.append)
+        # A handler that says which channels it wants, as the WebSocket hub does: none yet.
+        services.event_bus.subscribe(events.append, wants=lambda channel: False)
         await market.advance(1)
         assert events == []
         channel = market.subscribe("eth-usd")
@@ -278,6 +279,18 @@ class TestSubscribe:
         assert envelope["data"]["symbol"] == "ETH/USD"
         assert envelope["data"]["bid"] == str(ticker.bid)
         assert envelope["data"]["ask"] == str(ticker.ask)
+
+    async def test_publishes_symbols_a_websocket_client_listens_to(
+        self, services: Services, market: MarketDataService
+    ) -> None:
+        events: list[Event] = []
+        listened = {"market:SOL/USD"}
+        services.event_bus.subscribe(events.append, wants=listened.__contains__)
+        await market.advance(1)
+        assert [(e.channel, e.seq) for e in events] == [("market:SOL/USD", 1)]
+        listened.clear()
+        await market.advance(1)
+        assert len(events) == 1
 
     def test_unknown_symbol_cannot_be_subscribed(self, market: MarketDataService) -> None:
         with pytest.raises(NotFoundError):
