@@ -20,7 +20,16 @@ from fastapi.routing import APIRoute
 class ExactDecimalRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_float=Decimal)
+            raw = await self.body()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                # Reported like any other undecodable body (a 422 naming the position),
+                # not as FastAPI's bare 400 "error parsing the body".
+                raise json.JSONDecodeError(
+                    "the body is not UTF-8 text", raw.decode("latin-1"), e.start
+                ) from e
+            self._json = json.loads(text, parse_float=Decimal)
         return self._json
 
 

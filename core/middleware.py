@@ -131,12 +131,20 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _error_message(err: dict[str, Any]) -> str:
+    message = str(err.get("msg", "invalid"))
+    if err.get("type") == "json_invalid":
+        reason = (err.get("ctx") or {}).get("error")
+        return f"invalid JSON: {reason}" if reason else "invalid JSON"
+    return message
+
+
 async def _validation_error(request: Request, raised: Exception) -> JSONResponse:
     exc = cast(RequestValidationError, raised)
     errors = [
         {
             "field": _field_path(tuple(err.get("loc", ()))),
-            "message": err.get("msg", "invalid"),
+            "message": _error_message(err),
             "type": err.get("type", "value_error"),
         }
         for err in exc.errors()
@@ -190,11 +198,14 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     error_log.exception(
         "unhandled_error", method=request.method, path=request.url.path, exc_info=exc
     )
+    # Rendered by Starlette's outermost error middleware, outside RequestContextMiddleware,
+    # so the request id header is set here.
     return error_response(
         request,
         status_code=500,
         code="internal_error",
         message="internal server error",
+        headers={REQUEST_ID_HEADER: request_id_of(request)},
     )
 
 

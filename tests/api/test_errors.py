@@ -85,6 +85,29 @@ class TestErrorShape:
         )
         assert_error_shape(response, 422, "validation_failed")
 
+    async def test_body_that_is_not_utf8_is_422_naming_why(
+        self, probe_client: httpx.AsyncClient
+    ) -> None:
+        # A route with exact-decimal bodies, as every trading route is.
+        response = await probe_client.post(
+            "/api/v1/trading/paper/order",
+            content=b'{"symbol": "\xff"}',
+            headers={"content-type": "application/json"},
+        )
+        body = assert_error_shape(response, 422, "validation_failed")
+        assert body["error"]["message"] == "body.12: invalid JSON: the body is not UTF-8 text"
+
+    async def test_invalid_json_message_says_what_is_wrong(
+        self, probe_client: httpx.AsyncClient
+    ) -> None:
+        response = await probe_client.post(
+            "/api/v1/trading/paper/order",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        )
+        body = assert_error_shape(response, 422, "validation_failed")
+        assert body["error"]["message"].startswith("body.1: invalid JSON: Expecting property")
+
     async def test_wrong_method_is_405(self, probe_client: httpx.AsyncClient) -> None:
         assert_error_shape(await probe_client.delete("/api/v1/services"), 405, "method_not_allowed")
 
@@ -99,6 +122,7 @@ class TestErrorShape:
         }
         assert "secret internals" not in response.text
         assert "Traceback" not in response.text
+        assert body["request_id"] == response.headers["x-request-id"]
 
     async def test_rate_limit_is_429_with_retry_after(
         self, probe_client: httpx.AsyncClient
