@@ -43,9 +43,11 @@ class AppLog(UUIDPrimaryKey, CreatedAt, Base):
     __table_args__ = (
         one_of("level", LogLevel),
         Index("ix_app_logs_created_at", "created_at"),
+        # The newest entries of one level (seed 001's idx_logs_level_created).
+        Index("ix_app_logs_level_created_at", "level", "created_at"),
     )
 
-    level: Mapped[str] = mapped_column(String(16), index=True)
+    level: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     component: Mapped[str | None] = mapped_column(String(100), index=True)
     agent_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -30,7 +30,7 @@ from database.models.constraints import (
     unit_interval,
 )
 from database.models.types import JSONType, Money, UTCDateTime, utcnow
-from database.models.user import UserOwned
+from database.models.user import UserOwned, UserOwnedComposite
 from models.enums import AccountType, Liquidity, OrderSide, OrderStatus, OrderType, TimeInForce
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ class AccountBalance(UUIDPrimaryKey, UserOwned, Timestamps, Base):
     account: Mapped[TradingAccount] = relationship(back_populates="balances", lazy="raise")
 
 
-class Order(UUIDPrimaryKey, UserOwned, Timestamps, Base):
+class Order(UUIDPrimaryKey, UserOwnedComposite, Timestamps, Base):
     __tablename__ = "orders"
     __table_args__ = (
         # NULL client ids are distinct, so orders without one never collide.
@@ -179,6 +179,12 @@ class Order(UUIDPrimaryKey, UserOwned, Timestamps, Base):
         Index("ix_orders_open_by_account", "account_id", **partial(_OPEN)),
         Index("ix_orders_open_by_symbol", "symbol", **partial(_OPEN)),
         Index("ix_orders_account_id_created_at", "account_id", "created_at"),
+        # The user's orders in one status or one symbol, newest first: the order list's
+        # filters (seed 001's idx_orders_user_status and idx_orders_symbol_created).
+        # Ascending, as both databases read a B-tree backwards for created_at DESC;
+        # led by user_id, so they also serve the CASCADE from users.
+        Index("ix_orders_user_id_status_created_at", "user_id", "status", "created_at"),
+        Index("ix_orders_user_id_symbol_created_at", "user_id", "symbol", "created_at"),
     )
 
     account_id: Mapped[uuid.UUID] = mapped_column(
@@ -218,7 +224,7 @@ class Order(UUIDPrimaryKey, UserOwned, Timestamps, Base):
     )
 
 
-class Trade(UUIDPrimaryKey, UserOwned, Base):
+class Trade(UUIDPrimaryKey, UserOwnedComposite, Base):
     """One fill of an order."""
 
     __tablename__ = "trades"
@@ -229,6 +235,9 @@ class Trade(UUIDPrimaryKey, UserOwned, Base):
         *positive("quantity", "price"),
         *non_negative("fee"),
         Index("ix_trades_account_id_executed_at", "account_id", "executed_at"),
+        # The user's fills across accounts, newest first (seed 001's
+        # idx_trades_user_executed); also serves the CASCADE from users.
+        Index("ix_trades_user_id_executed_at", "user_id", "executed_at"),
     )
 
     order_id: Mapped[uuid.UUID] = mapped_column(
@@ -251,13 +260,16 @@ class Trade(UUIDPrimaryKey, UserOwned, Base):
     order: Mapped[Order] = relationship(back_populates="trades", lazy="raise")
 
 
-class Position(UUIDPrimaryKey, UserOwned, Timestamps, Base):
+class Position(UUIDPrimaryKey, UserOwnedComposite, Timestamps, Base):
     """Spot holdings of one symbol in one account, at average cost; never short."""
 
     __tablename__ = "positions"
     __table_args__ = (
         UniqueConstraint("account_id", "symbol"),
         *non_negative("quantity", "avg_price", "cost_basis"),
+        # The user's holdings of one symbol across accounts (seed 001's
+        # idx_positions_user_symbol); also serves the CASCADE from users.
+        Index("ix_positions_user_id_symbol", "user_id", "symbol"),
     )
 
     account_id: Mapped[uuid.UUID] = mapped_column(

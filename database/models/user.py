@@ -33,3 +33,10 @@ class UserOwned:
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
+
+
+class UserOwnedComposite:
+    """An owned row whose table declares a composite index led by `user_id`: that index
+    serves the user's queries and the CASCADE, so the column has none of its own."""
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

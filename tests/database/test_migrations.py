@@ -5,7 +5,6 @@ ON DELETE rules)."""
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -42,38 +41,6 @@ from tests.factories import (
     create_trade,
     create_user,
 )
-
-SCHEMA_DOC = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
-
-SEED_1_TABLES = {
-    "agents",
-    "agent_decisions",
-    "agent_files",
-    "agent_paper_accounts",
-    "agent_paper_trades",
-    "agent_portfolios",
-    "market_data",
-    "trading_strategies",
-    "system_metrics",
-    "app_logs",
-    "realtime_events",
-    "master_wallet",
-    "wallet_balances",
-}
-SEED_2_TABLES = {
-    "users",
-    "trading_agents",
-    "trading_accounts",
-    "orders",
-    "trades",
-    "positions",
-    "trading_pairs",
-    "price_tickers",
-    "market_data_ohlcv",
-    "order_book_snapshots",
-    "portfolio_snapshots",
-    "watchlist",
-}
 
 
 def _diff(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:
@@ -147,35 +114,6 @@ class TestModelParity:
             diff = await conn.run_sync(_diff, altered)
 
         assert [(op[0], op[2], op[3].name) for op in diff] == [("add_column", "users", "nickname")]
-
-
-def _mapping_rows(doc: str, heading: str) -> list[list[str]]:
-    section = doc.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| `")]
-    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
-
-
-def _names(cell: str) -> set[str]:
-    return set(re.findall(r"`([a-z_0-9]+)`", cell))
-
-
-class TestSchemaDoc:
-    def test_every_seed_table_is_mapped_to_existing_tables(self) -> None:
-        rows = _mapping_rows(SCHEMA_DOC.read_text(encoding="utf-8"), "Seed table mapping")
-        seed_tables = {(row[0].strip("`"), row[1]) for row in rows}
-        targets = set().union(*(_names(row[2]) for row in rows))
-
-        assert seed_tables == {(t, "1") for t in SEED_1_TABLES} | {(t, "2") for t in SEED_2_TABLES}
-        assert all(_names(row[2]) for row in rows)
-        assert targets <= set(Base.metadata.tables)
-
-    def test_every_table_is_a_seed_target_or_documented_as_new(self) -> None:
-        doc = SCHEMA_DOC.read_text(encoding="utf-8")
-        targets = set().union(*(_names(row[2]) for row in _mapping_rows(doc, "Seed table mapping")))
-        new = {row[0].strip("`") for row in _mapping_rows(doc, "Tables new in this schema")}
-
-        assert targets | new == set(Base.metadata.tables)
-        assert not targets & new
 
 
 class TestAgentConstraints:
