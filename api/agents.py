@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response, status
 
 from api.deps import CurrentUserId, ServicesDep
+from api.responses import INVALID_REQUEST, error_responses
 from api.routing import ExactDecimalRoute
 from models.agents import (
     AgentCreate,
@@ -28,19 +29,34 @@ from services.agents.calibration import Calibration
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=ExactDecimalRoute)
 
-_NOT_FOUND: dict[int | str, dict[str, str]] = {404: {"description": "No such agent of this user."}}
+_NO_AGENT = "No such agent of this user."
+_NO_DECISION = "No such agent of this user, or no such decision of that agent."
+# What every route on one agent answers with, besides its own.
+_ON_AGENT = error_responses(not_found=_NO_AGENT, invalid=INVALID_REQUEST)
 
 
-@router.get("", response_model=list[AgentRead], summary="List agents with their stats")
+@router.get(
+    "",
+    operation_id="listAgents",
+    response_model=list[AgentRead],
+    responses=error_responses(),
+    summary="List agents with their stats",
+)
 async def list_agents(services: ServicesDep, user_id: CurrentUserId) -> list[AgentRead]:
+    """The user's agents (deleted ones left out), each with its account's stats."""
     return await services.agents.list_agents(user_id)
 
 
 @router.post(
     "",
+    operation_id="createAgent",
     response_model=AgentRead,
     status_code=status.HTTP_201_CREATED,
-    responses={422: {"description": "Invalid field, unknown symbol or provider, name taken."}},
+    responses=error_responses(
+        not_found="A symbol is not traded.",
+        invalid="An invalid field, a symbol named twice, an unknown or unconfigured LLM "
+        "provider, or the name is taken (`name_taken`).",
+    ),
     summary="Create an agent and its paper account",
 )
 async def create_agent(
@@ -53,7 +69,11 @@ async def create_agent(
 
 
 @router.get(
-    "/status", response_model=list[AgentStatusRead], summary="Every agent's status and results"
+    "/status",
+    operation_id="listAgentStatuses",
+    response_model=list[AgentStatusRead],
+    responses=error_responses(),
+    summary="Every agent's status and results",
 )
 async def agent_statuses(services: ServicesDep, user_id: CurrentUserId) -> list[AgentStatusRead]:
     """Status and its reason, last decision time, next run, cost today, PnL, win rate
@@ -63,8 +83,13 @@ async def agent_statuses(services: ServicesDep, user_id: CurrentUserId) -> list[
 
 @router.post(
     "/coordinate-decision",
+    operation_id="coordinateAgentDecision",
     response_model=CoordinationRead,
-    responses={404: {"description": "An agent is unknown."}, 422: {"description": "Bad request."}},
+    responses=error_responses(
+        not_found="An agent is not the user's, or the symbol is not traded.",
+        invalid="An invalid field, fewer than two different agents, an executor that is "
+        "not one of them, or an agent that does not trade the symbol.",
+    ),
     summary="Several agents decide on one symbol together",
 )
 async def coordinate_decision(
@@ -79,14 +104,31 @@ async def coordinate_decision(
     return await services.agents.coordinate(user_id, body)
 
 
-@router.get("/{agent_id}", response_model=AgentRead, responses=_NOT_FOUND)
+@router.get(
+    "/{agent_id}",
+    operation_id="getAgent",
+    response_model=AgentRead,
+    responses=_ON_AGENT,
+    summary="One agent with its stats",
+)
 async def get_agent(
     agent_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId
 ) -> AgentRead:
+    """The agent, its account's stats and its last decision time."""
     return await services.agents.get_agent(user_id, agent_id)
 
 
-@router.put("/{agent_id}", response_model=AgentRead, responses=_NOT_FOUND)
+@router.put(
+    "/{agent_id}",
+    operation_id="updateAgent",
+    response_model=AgentRead,
+    responses=error_responses(
+        not_found=f"{_NO_AGENT} Or a symbol is not traded.",
+        invalid="An invalid field or one that cannot change, a symbol named twice, the "
+        "name is taken, or the provider cannot be used while the agent is active.",
+    ),
+    summary="Change an agent's settings",
+)
 async def update_agent(
     agent_id: uuid.UUID, body: AgentUpdate, services: ServicesDep, user_id: CurrentUserId
 ) -> AgentRead:
@@ -96,9 +138,11 @@ async def update_agent(
 
 @router.delete(
     "/{agent_id}",
+    operation_id="deleteAgent",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=_NOT_FOUND,
+    responses=_ON_AGENT,
     response_class=Response,
+    summary="Delete an agent, keeping its history",
 )
 async def delete_agent(agent_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId) -> None:
     """Stops the agent and cancels its open orders; its decisions, orders and account
@@ -108,26 +152,46 @@ async def delete_agent(agent_id: uuid.UUID, services: ServicesDep, user_id: Curr
 
 @router.post(
     "/{agent_id}/start",
+    operation_id="startAgent",
     response_model=AgentRead,
-    responses={**_NOT_FOUND, 422: {"description": "The provider cannot be used (reason)."}},
+    responses=error_responses(
+        not_found=_NO_AGENT,
+        invalid="An invalid agent id, or the provider cannot be used "
+        "(`agent_cannot_start`, with the reason).",
+    ),
+    summary="Start an agent deciding on its schedule",
 )
 async def start_agent(
     agent_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId
 ) -> AgentRead:
+    """Active from now on; its first cycle is scheduled."""
     return await services.agents.start_agent(user_id, agent_id)
 
 
-@router.post("/{agent_id}/stop", response_model=AgentRead, responses=_NOT_FOUND)
+@router.post(
+    "/{agent_id}/stop",
+    operation_id="stopAgent",
+    response_model=AgentRead,
+    responses=_ON_AGENT,
+    summary="Stop an agent",
+)
 async def stop_agent(
     agent_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId
 ) -> AgentRead:
+    """Inactive from now on; a cycle under way finishes."""
     return await services.agents.stop_agent(user_id, agent_id)
 
 
 @router.post(
     "/{agent_id}/execute-decision",
+    operation_id="executeAgentDecision",
     response_model=DecisionRead,
-    responses={**_NOT_FOUND, 409: {"description": "The daily cost budget is spent."}},
+    responses=error_responses(
+        not_found=_NO_AGENT,
+        conflict="The agent's daily cost budget is spent (`agent_budget_spent`): it is "
+        "paused and nothing was asked.",
+        invalid="An invalid agent id or decision.",
+    ),
     summary="Run one decision cycle now, or execute a given decision",
 )
 async def execute_decision(
@@ -142,7 +206,13 @@ async def execute_decision(
     return await services.agents.execute_decision(user_id, agent_id, decision)
 
 
-@router.get("/{agent_id}/decisions", response_model=Page[DecisionRead], responses=_NOT_FOUND)
+@router.get(
+    "/{agent_id}/decisions",
+    operation_id="listAgentDecisions",
+    response_model=Page[DecisionRead],
+    responses=_ON_AGENT,
+    summary="An agent's decision log",
+)
 async def list_decisions(
     agent_id: uuid.UUID,
     services: ServicesDep,
@@ -154,7 +224,11 @@ async def list_decisions(
 
 
 @router.get(
-    "/{agent_id}/decisions/{decision_id}", response_model=DecisionDetailRead, responses=_NOT_FOUND
+    "/{agent_id}/decisions/{decision_id}",
+    operation_id="getAgentDecision",
+    response_model=DecisionDetailRead,
+    responses=error_responses(not_found=_NO_DECISION, invalid=INVALID_REQUEST),
+    summary="One decision with its model call",
 )
 async def get_decision(
     agent_id: uuid.UUID, decision_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId
@@ -164,7 +238,14 @@ async def get_decision(
 
 
 @router.post(
-    "/{agent_id}/decisions/{decision_id}/replay", response_model=ReplayRead, responses=_NOT_FOUND
+    "/{agent_id}/decisions/{decision_id}/replay",
+    operation_id="replayAgentDecision",
+    response_model=ReplayRead,
+    responses=error_responses(
+        not_found=_NO_DECISION,
+        invalid="An invalid id, or the decision kept no context to replay (`not_replayable`).",
+    ),
+    summary="Replay a decision on its stored inputs",
 )
 async def replay_decision(
     agent_id: uuid.UUID, decision_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId
@@ -175,7 +256,13 @@ async def replay_decision(
     return await services.agents.replay_decision(user_id, agent_id, decision_id)
 
 
-@router.get("/{agent_id}/calibration", response_model=Calibration, responses=_NOT_FOUND)
+@router.get(
+    "/{agent_id}/calibration",
+    operation_id="getAgentCalibration",
+    response_model=Calibration,
+    responses=_ON_AGENT,
+    summary="How well an agent's confidence predicts its results",
+)
 async def calibration(
     agent_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId
 ) -> Calibration:

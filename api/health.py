@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import RegistryDep
+from api.responses import error_responses
 from core.service_registry import HealthStatus
 from core.version import __version__
 from models.system import HealthRead, ServiceHealthRead, ServiceList, ServiceRead
@@ -13,10 +14,13 @@ from models.system import HealthRead, ServiceHealthRead, ServiceList, ServiceRea
 router = APIRouter(tags=["system"])
 
 
+# Never rate limited (api/__init__.py exempts it: a load balancer polls it).
 @router.get(
     "/health",
+    operation_id="getHealth",
     response_model=HealthRead,
     responses={503: {"model": HealthRead, "description": "A required service is down."}},
+    summary="Overall health and each service's status",
 )
 async def health(registry: RegistryDep) -> JSONResponse:
     """Overall status, version and each service's status and detail (503 when unhealthy)."""
@@ -37,7 +41,13 @@ async def health(registry: RegistryDep) -> JSONResponse:
 services_router = APIRouter(prefix="/services", tags=["system"])
 
 
-@services_router.get("", response_model=ServiceList)
+@services_router.get(
+    "",
+    operation_id="listServices",
+    response_model=ServiceList,
+    responses=error_responses(),
+    summary="The service registry",
+)
 async def list_services(registry: RegistryDep) -> ServiceList:
     """The service registry: each service, its state and what it depends on, in start order."""
     return ServiceList(

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 
 from api.deps import CurrentUserId, ServicesDep
+from api.responses import INVALID_REQUEST, error_responses
 from models.enums import Timeframe
 from models.market import (
     SYMBOL_FORMS,
@@ -30,13 +31,21 @@ router = APIRouter(prefix="/market", tags=["market"])
 # `:path` so that an encoded slash (BTC%2FUSD, decoded before routing) still matches.
 Symbol = Annotated[str, Path(description=SYMBOL_FORMS)]
 
+_NOT_TRADED = "The symbol is not traded."
+
 
 def _watchlist_item(entry: WatchlistEntry) -> WatchlistItemRead:
     ticker = None if entry.ticker is None else TickerRead.model_validate(entry.ticker)
     return WatchlistItemRead(symbol=entry.symbol, added_at=entry.added_at, ticker=ticker)
 
 
-@router.get("/live-data/{symbol:path}", response_model=LiveDataRead)
+@router.get(
+    "/live-data/{symbol:path}",
+    operation_id="getLiveMarketData",
+    response_model=LiveDataRead,
+    responses=error_responses(not_found=_NOT_TRADED, invalid=INVALID_REQUEST),
+    summary="A symbol's latest ticker and book",
+)
 async def live_data(
     symbol: Symbol,
     services: ServicesDep,
@@ -51,7 +60,16 @@ async def live_data(
     return LiveDataRead(**ticker.model_dump(), book=book)
 
 
-@router.get("/historical/{symbol:path}", response_model=CandleList)
+@router.get(
+    "/historical/{symbol:path}",
+    operation_id="getHistoricalCandles",
+    response_model=CandleList,
+    responses=error_responses(
+        not_found=_NOT_TRADED,
+        invalid="An invalid timeframe, limit or time, or start not before end.",
+    ),
+    summary="A symbol's candles",
+)
 async def historical(
     symbol: Symbol,
     services: ServicesDep,
@@ -73,7 +91,13 @@ async def historical(
     )
 
 
-@router.get("/pairs", response_model=PairList)
+@router.get(
+    "/pairs",
+    operation_id="listTradingPairs",
+    response_model=PairList,
+    responses=error_responses(),
+    summary="The tradable pairs and their rules",
+)
 async def pairs(services: ServicesDep) -> PairList:
     """The tradable pairs and their rules (tick, step, minimums, fees)."""
     market = services.market_data
@@ -83,7 +107,13 @@ async def pairs(services: ServicesDep) -> PairList:
     )
 
 
-@router.get("/watchlist", response_model=WatchlistRead)
+@router.get(
+    "/watchlist",
+    operation_id="getWatchlist",
+    response_model=WatchlistRead,
+    responses=error_responses(),
+    summary="The user's watchlist with live tickers",
+)
 async def get_watchlist(services: ServicesDep, user_id: CurrentUserId) -> WatchlistRead:
     """The user's watchlist, oldest first, each symbol with its live ticker."""
     entries = await services.market_data.watchlist(user_id)
@@ -92,9 +122,15 @@ async def get_watchlist(services: ServicesDep, user_id: CurrentUserId) -> Watchl
 
 @router.post(
     "/watchlist",
+    operation_id="addToWatchlist",
     response_model=WatchlistItemRead,
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "The symbol is already on the watchlist."}},
+    responses=error_responses(
+        not_found=_NOT_TRADED,
+        conflict="The symbol is already on the watchlist.",
+        invalid=INVALID_REQUEST,
+    ),
+    summary="Watch a symbol",
 )
 async def add_to_watchlist(
     body: WatchlistAdd, services: ServicesDep, user_id: CurrentUserId
@@ -104,7 +140,15 @@ async def add_to_watchlist(
     return _watchlist_item(entry)
 
 
-@router.delete("/watchlist/{symbol:path}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/watchlist/{symbol:path}",
+    operation_id="removeFromWatchlist",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(
+        not_found="The symbol is not on the watchlist.", invalid=INVALID_REQUEST
+    ),
+    summary="Stop watching a symbol",
+)
 async def remove_from_watchlist(
     symbol: Symbol, services: ServicesDep, user_id: CurrentUserId
 ) -> None:
@@ -112,7 +156,13 @@ async def remove_from_watchlist(
     await services.market_data.remove_from_watchlist(user_id, symbol=symbol)
 
 
-@router.post("/subscribe/{symbol:path}", response_model=SubscriptionRead)
+@router.post(
+    "/subscribe/{symbol:path}",
+    operation_id="subscribeToMarketData",
+    response_model=SubscriptionRead,
+    responses=error_responses(not_found=_NOT_TRADED, invalid=INVALID_REQUEST),
+    summary="Publish a symbol's ticks over the WebSocket",
+)
 async def subscribe(symbol: Symbol, services: ServicesDep) -> SubscriptionRead:
     """Publish the symbol's ticks as `market_data` events; returns the channel to join."""
     channel = services.market_data.subscribe(symbol)

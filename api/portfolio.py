@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import CurrentUserId, ServicesDep
+from api.responses import INVALID_REQUEST, error_responses
 from api.routing import ExactDecimalRoute
 from models.portfolio import (
     PerformancePeriod,
@@ -29,8 +30,15 @@ AccountId = Annotated[
     uuid.UUID | None, Query(description="Defaults to the user's default paper account.")
 ]
 
+_ON_ACCOUNT = error_responses(not_found="No such account of this user.", invalid=INVALID_REQUEST)
 
-@router.get("/summary")
+
+@router.get(
+    "/summary",
+    operation_id="getPortfolioSummary",
+    responses=_ON_ACCOUNT,
+    summary="An account's equity, cash and PnL",
+)
 async def portfolio_summary(
     services: ServicesDep, user_id: CurrentUserId, account_id: AccountId = None
 ) -> PortfolioSummaryRead:
@@ -38,7 +46,12 @@ async def portfolio_summary(
     return await services.portfolio.summary(user_id, account_id=account_id)
 
 
-@router.get("/positions")
+@router.get(
+    "/positions",
+    operation_id="listPortfolioPositions",
+    responses=_ON_ACCOUNT,
+    summary="An account's open positions",
+)
 async def portfolio_positions(
     services: ServicesDep, user_id: CurrentUserId, account_id: AccountId = None
 ) -> list[PositionRead]:
@@ -46,7 +59,15 @@ async def portfolio_positions(
     return await services.portfolio.positions(user_id, account_id=account_id)
 
 
-@router.get("/performance")
+@router.get(
+    "/performance",
+    operation_id="getPortfolioPerformance",
+    responses=error_responses(
+        not_found="No such account of this user.",
+        invalid="An invalid query field, or start after end.",
+    ),
+    summary="An account's equity curve and performance measures",
+)
 async def portfolio_performance(
     services: ServicesDep,
     user_id: CurrentUserId,
@@ -70,7 +91,16 @@ async def portfolio_performance(
     )
 
 
-@router.post("/rebalance")
+@router.post(
+    "/rebalance",
+    operation_id="rebalancePortfolio",
+    responses=error_responses(
+        not_found="No such account of this user, or a target symbol is not traded.",
+        invalid="An invalid target (weights, a symbol named twice, another quote "
+        "currency than the account's) or a plan that cannot be made (`cannot_rebalance`).",
+    ),
+    summary="Rebalance an account to target weights",
+)
 async def portfolio_rebalance(
     request: RebalanceRequest, services: ServicesDep, user_id: CurrentUserId
 ) -> RebalancePlanRead:

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from api.deps import CurrentUserId, ServicesDep
+from api.responses import INVALID_REQUEST, error_responses
 from api.routing import ExactDecimalRoute
 from models.base import Page
 from models.enums import OrderSide
@@ -18,18 +19,26 @@ from services.paper_trading_service import OrderListStatus
 
 router = APIRouter(prefix="/trading/paper", tags=["trading"], route_class=ExactDecimalRoute)
 
-_ERRORS: dict[int | str, dict[str, str]] = {
-    404: {"description": "Unknown symbol or account."},
-    409: {"description": "client_order_id reused with other parameters."},
-    422: {"description": "Invalid order: a pair rule, the funds, or the request shape."},
-}
+_NO_ORDER = "No such order of this user."
+_NO_ACCOUNT = "No such account of this user."
+# The list's `symbol` filter names a pair: one not traded is a 404.
+_LIST_ERRORS = error_responses(
+    not_found="The `symbol` filter is not a traded pair.", invalid=INVALID_REQUEST
+)
 
 
 @router.post(
     "/order",
+    operation_id="placePaperOrder",
     status_code=status.HTTP_201_CREATED,
     response_model=OrderRead,
-    responses=_ERRORS,
+    responses=error_responses(
+        not_found="Unknown symbol or account.",
+        conflict="client_order_id reused with other parameters, or the account changed "
+        "under the order too often to place it (retry).",
+        invalid="Invalid order: a pair rule (its code names the rule), the funds "
+        "(`insufficient_funds`), the account, or the request shape.",
+    ),
     summary="Place a paper order",
 )
 async def place_order(
@@ -45,8 +54,20 @@ async def place_order(
     return await services.paper_trading.place_order(user_id, body)
 
 
-@router.get("/orders", response_model=Page[OrderRead], summary="List orders and their fills")
-@router.get("/history", response_model=Page[OrderRead], summary="Order and fill history")
+@router.get(
+    "/orders",
+    operation_id="listPaperOrders",
+    response_model=Page[OrderRead],
+    responses=_LIST_ERRORS,
+    summary="List orders and their fills",
+)
+@router.get(
+    "/history",
+    operation_id="getPaperOrderHistory",
+    response_model=Page[OrderRead],
+    responses=_LIST_ERRORS,
+    summary="Order and fill history",
+)
 async def list_orders(
     services: ServicesDep,
     user_id: CurrentUserId,
@@ -81,22 +102,28 @@ async def list_orders(
 
 @router.get(
     "/orders/{order_id}",
+    operation_id="getPaperOrder",
     response_model=OrderRead,
-    responses={404: {"description": "No such order of this user."}},
+    responses=error_responses(not_found=_NO_ORDER, invalid=INVALID_REQUEST),
+    summary="One order and its fills",
 )
 async def get_order(
     order_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId
 ) -> OrderRead:
+    """The order as it stands, with every fill."""
     return await services.paper_trading.get_order(user_id, order_id)
 
 
 @router.delete(
     "/orders/{order_id}",
+    operation_id="cancelPaperOrder",
     response_model=OrderRead,
-    responses={
-        404: {"description": "No such order of this user."},
-        409: {"description": "The order is already filled, cancelled or rejected."},
-    },
+    responses=error_responses(
+        not_found=_NO_ORDER,
+        conflict="The order is already filled, cancelled or rejected.",
+        invalid=INVALID_REQUEST,
+    ),
+    summary="Cancel an open order",
 )
 async def cancel_order(
     order_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId
@@ -107,8 +134,10 @@ async def cancel_order(
 
 @router.get(
     "/portfolio",
+    operation_id="getPaperPortfolio",
     response_model=PaperPortfolioRead,
-    responses={404: {"description": "No such account of this user."}},
+    responses=error_responses(not_found=_NO_ACCOUNT, invalid=INVALID_REQUEST),
+    summary="An account's balances and positions",
 )
 async def paper_portfolio(
     services: ServicesDep, user_id: CurrentUserId, account_id: uuid.UUID | None = None
@@ -120,8 +149,10 @@ async def paper_portfolio(
 
 @router.get(
     "/metrics",
+    operation_id="getPaperMetrics",
     response_model=AccountMetricsRead,
-    responses={404: {"description": "No such account of this user."}},
+    responses=error_responses(not_found=_NO_ACCOUNT, invalid=INVALID_REQUEST),
+    summary="An account's PnL and trading metrics",
 )
 async def paper_metrics(
     services: ServicesDep, user_id: CurrentUserId, account_id: uuid.UUID | None = None

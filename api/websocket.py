@@ -12,6 +12,11 @@ Server → client: {"type": "subscribed"|"unsubscribed", "channel"}, {"type": "p
 Close codes: 1001 server stopping, 1008 user refused, 1013 too slow to keep up,
 4000 heartbeat timeout.
 
+GET /asyncapi.json serves the whole protocol as an AsyncAPI 3.0 document: every
+channel, its messages, and their JSON Schemas, each event's data included, built from
+the models of models/ws_protocol.py (whose `parse_server_message` validates a frame
+the server sent).
+
 Needs `app.state.services.websocket_hub` (a started WebSocketHub). The connection acts
 for the user that `api.deps.get_websocket_user_id` resolves (solo mode: the local user);
 events published for a user reach only that user's connections, public ones reach all.
@@ -23,7 +28,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api.deps import WebSocketUserId
@@ -33,6 +39,7 @@ from models.events import (
     UnsubscribeMessage,
     client_message_adapter,
 )
+from models.ws_protocol import asyncapi_document
 from services.websocket_hub import Connection, WebSocketHub
 
 router = APIRouter(tags=["websocket"])
@@ -40,9 +47,30 @@ router = APIRouter(tags=["websocket"])
 _TYPES = "subscribe, unsubscribe, ping or pong"
 
 
+@router.get(
+    "/asyncapi.json",
+    operation_id="getAsyncApiDocument",
+    response_class=JSONResponse,
+    responses={
+        200: {
+            "description": "An AsyncAPI 3.0 document.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+    summary="The /ws protocol as an AsyncAPI 3.0 document",
+)
+async def asyncapi(request: Request) -> JSONResponse:
+    """The WebSocket at /ws (not in this OpenAPI document): its channels, the messages
+    of each, and their JSON Schemas, with this server as the one to connect to."""
+    secure = request.url.scheme == "https"
+    document = asyncapi_document(host=request.url.netloc, protocol="wss" if secure else "ws")
+    return JSONResponse(document)
+
+
 @router.websocket("/ws")
 async def events(websocket: WebSocket, user_id: WebSocketUserId) -> None:
-    """Live events: subscribe to channels and receive each event in the event envelope."""
+    """Live events: subscribe to channels and receive each event in the event envelope.
+    The protocol: GET /asyncapi.json."""
     hub = websocket.app.state.services.websocket_hub
     if not isinstance(hub, WebSocketHub):
         raise TypeError("app.state.services.websocket_hub must be a WebSocketHub")

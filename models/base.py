@@ -1,11 +1,19 @@
-"""The one base for API schemas: Decimals travel as strings, inputs refuse unknown fields."""
+"""The one base for API schemas: Decimals travel as strings, inputs refuse unknown fields,
+and every error has one body (`ErrorResponse`)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 
 def _decimal_in(value: Any) -> Any:
@@ -50,3 +58,38 @@ class Page(AppModel, Generic[T]):
     total: int
     limit: int
     offset: int
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code to branch on, a message to show, the details."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(
+        description="Stable and machine-readable: not_found, conflict, validation_failed, "
+        "rate_limited, insufficient_funds, or a more precise one (a pair rule, "
+        "agent_budget_spent, name_taken, ...).",
+        examples=["not_found"],
+    )
+    message: str = Field(
+        description="One line for a person; its wording may change.",
+        examples=["order 5f0c7a9e-2d31-4a0b-9a67-0f5a0b0c1d2e not found"],
+    )
+    details: dict[str, Any] = Field(
+        description="What the code is about, {} when nothing: for validation_failed "
+        "`errors`, a list of {field, message, type}; for rate_limited `limit` and "
+        "`retry_after_seconds`; otherwise the ids or values involved.",
+        examples=[{"order_id": "5f0c7a9e-2d31-4a0b-9a67-0f5a0b0c1d2e"}],
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response, whatever its status (4xx and 500 alike)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+    request_id: str = Field(
+        description="This request's id, also in the X-Request-ID header: quote it when "
+        "reporting a problem."
+    )

@@ -7,6 +7,9 @@ the state over REST (or asks for a replay on a durable channel).
 
 Channels: `portfolio`, `trades`, `agents`, `risk`, `notifications`, `market:{SYMBOL}`
 (symbol upper-cased, e.g. `market:BTC/USDT`) and `agent:{id}`.
+
+The client's messages are here; what the server sends, each event's data included, is
+modelled in models/ws_protocol.py, which also builds the protocol's AsyncAPI document.
 """
 
 from __future__ import annotations
@@ -28,12 +31,16 @@ from models.base import AppModel, InputModel, decimal_to_str
 
 
 class EventType(StrEnum):
+    """Every event type published (models/ws_protocol.py models each one's data)."""
+
     PORTFOLIO_UPDATE = "portfolio_update"
     AGENT_DECISION = "agent_decision"
     MARKET_DATA = "market_data"
     TRADE_EXECUTION = "trade_execution"
     RISK_ALERT = "risk_alert"
     AGENT_STATUS = "agent_status"
+    ORDER_CANCELLED = "order_cancelled"
+    AGENT_RUN = "agent_run"
 
 
 class Channel(StrEnum):
@@ -205,10 +212,20 @@ class EventEnvelope(AppModel):
     data: dict[str, Any]
 
 
-ChannelName = Annotated[str, AfterValidator(normalize_channel)]
+ChannelName = Annotated[
+    str,
+    AfterValidator(normalize_channel),
+    Field(
+        description="portfolio, trades, agents, risk, notifications, market:{SYMBOL} or "
+        "agent:{id}; the server answers with its canonical form.",
+        examples=["trades", "market:BTC/USD"],
+    ),
+]
 
 
 class SubscribeMessage(InputModel):
+    """Join a channel: answered with `subscribed` (or `error`)."""
+
     type: Literal["subscribe"]
     channel: ChannelName
     since: int | None = Field(
@@ -219,11 +236,15 @@ class SubscribeMessage(InputModel):
 
 
 class UnsubscribeMessage(InputModel):
+    """Leave a channel: answered with `unsubscribed`."""
+
     type: Literal["unsubscribe"]
     channel: ChannelName
 
 
 class PingMessage(InputModel):
+    """Is the server there? Answered with `{"type": "pong"}`."""
+
     type: Literal["ping"]
 
 

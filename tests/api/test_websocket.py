@@ -14,6 +14,8 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,11 +28,23 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api.deps import get_websocket_user_id
 from api.websocket import router
-from models.events import EventType
+from connectors.base import Ticker
+from models.events import EventType, market_channel
+from models.ws_protocol import (
+    ErrorMessage,
+    MarketDataEvent,
+    ServerPingMessage,
+    ServerPongMessage,
+    SubscribedMessage,
+    UnsubscribedMessage,
+    parse_server_message,
+)
 from services.event_bus import InProcessEventBus
+from services.market_data_service import ticker_data
 from services.websocket_hub import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CONSUMER, WebSocketHub
 
 WAIT = 10.0
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @dataclass
@@ -265,3 +279,44 @@ class TestHeartbeat:
                 pass
             assert message == {"type": "pong"}
             assert server.hub.dropped_heartbeat == 1
+
+
+class TestFramesFollowTheProtocol:
+    """What the socket really sends parses as the documented messages (models/ws_protocol.py)."""
+
+    async def test_control_frames_and_an_event(self) -> None:
+        async with (
+            serving(heartbeat_seconds=0.1, heartbeat_timeout_seconds=30) as server,
+            client(server.url) as ws,
+        ):
+
+            async def next_frame() -> Any:
+                """The next frame that is not a heartbeat, checking those on the way."""
+                while True:
+                    parsed = parse_server_message(await asyncio.wait_for(ws.recv(), WAIT))
+                    if not isinstance(parsed, ServerPingMessage):
+                        return parsed
+
+            await send(ws, {"type": "subscribe", "channel": "market:btc/usd"})
+            subscribed = await next_frame()
+            assert isinstance(subscribed, SubscribedMessage)
+            assert subscribed.channel == "market:BTC/USD"
+
+            price = Decimal("97000.5")
+            ticker = Ticker("BTC/USD", price, price, price, price, price, price, NOW)
+            await server.bus.publish(
+                market_channel("BTC/USD"), EventType.MARKET_DATA, ticker_data(ticker)
+            )
+            event = await next_frame()
+            assert isinstance(event, MarketDataEvent)
+            assert (event.seq, event.data.last) == (1, price)
+
+            await send(ws, {"type": "ping"})
+            assert isinstance(await next_frame(), ServerPongMessage)
+            await send(ws, {"type": "dance"})
+            assert isinstance(await next_frame(), ErrorMessage)
+            await send(ws, {"type": "unsubscribe", "channel": "market:BTC/USD"})
+            assert isinstance(await next_frame(), UnsubscribedMessage)
+            # Nothing but the heartbeat comes after that.
+            heartbeat = parse_server_message(await asyncio.wait_for(ws.recv(), WAIT))
+            assert isinstance(heartbeat, ServerPingMessage)
