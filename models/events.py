@@ -84,7 +84,8 @@ def normalize_channel(name: str) -> str:
         return name
     kind, sep, rest = name.partition(":")
     if sep and kind == "market":
-        symbol = rest.upper()
+        # BTC-USD is REST's way of writing BTC/USD in a path; here it names the same pair.
+        symbol = rest.upper().replace("-", "/")
         if _SYMBOL.fullmatch(symbol):
             return f"market:{symbol}"
     elif sep and kind == "agent" and _AGENT_ID.fullmatch(rest):

@@ -94,8 +94,6 @@ from models.events import (
 # --- wire types -----------------------------------------------------------------------
 
 _PLAIN_DECIMAL = r"-?[0-9]+(?:\.[0-9]+)?"
-# What Python's str(Decimal) writes: plain, or with an exponent ("0E-18", "1.5E-7").
-_DECIMAL_TEXT = r"-?[0-9]+(?:\.[0-9]+)?(?:E[+-][0-9]+)?"
 
 
 def _decimal_of(pattern: str, form: str) -> Any:
@@ -123,21 +121,6 @@ PlainDecimal = Annotated[
     ),
 ]
 """A decimal as events carry it: a JSON string in plain notation, never a number."""
-
-DecimalText = Annotated[
-    Decimal,
-    BeforeValidator(_decimal_of(_DECIMAL_TEXT, "a decimal string")),
-    PlainSerializer(str, return_type=str, when_used="json"),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "format": "decimal",
-            "pattern": f"^{_DECIMAL_TEXT}$",
-            "examples": ["0.1", "0E-18"],
-        }
-    ),
-]
-"""A decimal written by Python's `str()`: plain, or in exponent notation (`0E-18`)."""
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 MARKET_CHANNEL = r"^market:[A-Z0-9]{1,20}(?:[/_.-][A-Z0-9]{1,20})?$"
@@ -209,6 +192,7 @@ class OrderData(_Strict):
 class PortfolioSnapshotData(_Strict):
     """A periodic valuation of one account (services/portfolio_service.py)."""
 
+    kind: Literal["snapshot"] = Field(description="A whole valuation of the account.")
     id: uuid.UUID = Field(description="The snapshot's id.")
     account_id: uuid.UUID = Field(description="The account valued.")
     equity: PlainDecimal = Field(description="Cash plus positions at the mark.")
@@ -222,18 +206,18 @@ class PortfolioSnapshotData(_Strict):
 
 class PortfolioFillData(_Strict):
     """An account after one order's fills (services/paper_trading_service.py): its
-    position in the order's symbol and its cash. The amounts are written with Python's
-    `str()`, so they may use exponent notation (`0E-18` for a zero of 18 places)."""
+    position in the order's symbol and its cash."""
 
+    kind: Literal["fill"] = Field(description="The account after one order's fills.")
     account_id: uuid.UUID = Field(description="The account that traded.")
     symbol: str = Field(description="The pair traded.", examples=["BTC/USD"])
-    position_quantity: DecimalText = Field(
+    position_quantity: PlainDecimal = Field(
         description="The account's position in `symbol` after the fills, in base units."
     )
-    cash: DecimalText = Field(
+    cash: PlainDecimal = Field(
         description="Free plus locked balance of the pair's quote asset after the fills."
     )
-    realized_pnl: DecimalText = Field(
+    realized_pnl: PlainDecimal = Field(
         description="The account's realized PnL after the fills (all symbols, gross of fees)."
     )
 
@@ -399,13 +383,13 @@ class OrderCancelledEvent(_Envelope):
 
 
 class PortfolioUpdateEvent(_Envelope):
-    """An account changed: after an order's fills (`PortfolioFillData`, with the
-    position and cash of that order's pair) or at each periodic snapshot
-    (`PortfolioSnapshotData`, the whole valuation). Tell them apart by their fields."""
+    """An account changed: after an order's fills (`kind: "fill"`, with the position and
+    cash of that order's pair) or at each periodic snapshot (`kind: "snapshot"`, the
+    whole valuation)."""
 
     type: Literal["portfolio_update"]
     channel: Literal["portfolio"]
-    data: PortfolioSnapshotData | PortfolioFillData
+    data: Annotated[PortfolioSnapshotData | PortfolioFillData, Field(discriminator="kind")]
 
 
 class MarketDataEvent(_Envelope):
@@ -673,10 +657,9 @@ CHANNELS: tuple[_Channel, ...] = (
         (_MARKET_DATA,),
         {
             "symbol": {
-                "description": "The pair as BASE/QUOTE; the server upper-cases it "
-                "(market:btc/usd is market:BTC/USD). Write it with the slash: ticks are "
-                "published on market:BTC/USD, and market:BTC-USD is another channel, on "
-                "which nothing is published.",
+                "description": "The pair as BASE/QUOTE; the server upper-cases it and "
+                "reads a dash as the slash, as REST paths do (market:btc-usd is "
+                "market:BTC/USD, the name the `subscribed` answer gives).",
                 "examples": ["BTC/USD"],
             }
         },

@@ -50,8 +50,9 @@ from core.service_registry import ServiceHealth
 from database.models import OPEN_ORDER_STATUSES, Order, Position, Trade, TradingAccount
 from database.models.types import strip_zeros, utcnow
 from database.repositories.accounts import find_account
-from models.base import AppModel, Page
+from models.base import AppModel, Page, decimal_to_str
 from models.enums import Liquidity, OrderSide, OrderStatus, OrderType, TimeInForce
+from models.events import Channel, EventType
 from models.trading import FillRead, OrderCreate, OrderRead
 from services.database_service import DatabaseService
 from services.event_bus import EventBus
@@ -642,14 +643,17 @@ class PaperTradingService:
             )
         outbox.events.append(
             (
-                "portfolio",
-                "portfolio_update",
+                Channel.PORTFOLIO,
+                EventType.PORTFOLIO_UPDATE,
                 {
+                    "kind": "fill",
                     "account_id": str(book.account.id),
                     "symbol": order.symbol,
-                    "position_quantity": str(position.quantity),
-                    "cash": str(book.free(rules.quote_asset) + book.locked(rules.quote_asset)),
-                    "realized_pnl": str(book.account.realized_pnl),
+                    "position_quantity": decimal_to_str(position.quantity),
+                    "cash": decimal_to_str(
+                        book.free(rules.quote_asset) + book.locked(rules.quote_asset)
+                    ),
+                    "realized_pnl": decimal_to_str(book.account.realized_pnl),
                 },
             )
         )
@@ -692,7 +696,7 @@ class PaperTradingService:
     def _announce(self, outbox: _Outbox, order: OrderRead, trades: list[Trade]) -> None:
         data = order.model_dump(mode="json", exclude={"fills"})
         data["fills"] = [_fill_of(t).model_dump(mode="json") for t in trades]
-        outbox.events.append(("trades", "trade_execution", data))
+        outbox.events.append((Channel.TRADES, EventType.TRADE_EXECUTION, data))
 
     async def _publish(self, outbox: _Outbox) -> None:
         for channel, event_type, data in outbox.events:
@@ -879,7 +883,9 @@ class PaperTradingService:
             read = _read(order, trades)
         self._index.cancel(str(order_id))
         outbox = _Outbox(user_id)
-        outbox.events.append(("trades", "order_cancelled", read.model_dump(mode="json")))
+        outbox.events.append(
+            (Channel.TRADES, EventType.ORDER_CANCELLED, read.model_dump(mode="json"))
+        )
         await self._publish(outbox)
         return read
 

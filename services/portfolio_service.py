@@ -380,7 +380,7 @@ class PortfolioService:
         await self._event_bus.publish(
             Channel.PORTFOLIO,
             EventType.PORTFOLIO_UPDATE,
-            snapshot.model_dump(mode="json"),
+            {"kind": "snapshot", **snapshot.model_dump(mode="json")},
             user_id=user_id,
         )
         return snapshot

@@ -60,12 +60,12 @@ from ag_ui.core import (
     TextMessageStartEvent,
 )
 
-from models.events import agent_channel
+from models.events import EventType, agent_channel
 from services.event_bus import EventBus
 
 log = structlog.get_logger(__name__)
 
-AGENT_RUN_EVENT = "agent_run"
+AGENT_RUN_EVENT = EventType.AGENT_RUN
 
 
 class _State(Enum):

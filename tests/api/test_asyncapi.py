@@ -24,6 +24,7 @@ from core.config import Settings
 from core.version import __version__
 from main_consolidated import create_app
 from models.agents import DecisionRead
+from models.base import decimal_to_str
 from models.enums import (
     ActionTaken,
     DecisionStatus,
@@ -411,21 +412,32 @@ class TestPublishedFramesValidate:
         assert parsed.data.status is OrderStatus.CANCELLED
 
     def test_portfolio_update_after_fills(self) -> None:
-        # services/paper_trading_service.py `_apply_fills`: str() of stored amounts.
-        zero_of_18_places = Decimal("0.000000000000000000")
+        # services/paper_trading_service.py `_apply_fills`: plain decimal strings.
         data = {
+            "kind": "fill",
             "account_id": str(uuid.uuid4()),
             "symbol": "BTC/USD",
-            "position_quantity": str(zero_of_18_places),
-            "cash": str(Decimal("9983.999875000000000000")),
-            "realized_pnl": str(Decimal("-0.5")),
+            "position_quantity": decimal_to_str(Decimal("0.000000000000000000")),
+            "cash": decimal_to_str(Decimal("9983.999875000000000000")),
+            "realized_pnl": decimal_to_str(Decimal("-0.5")),
         }
-        assert data["position_quantity"] == "0E-18"
         parsed = parse_server_message(frame("portfolio", "portfolio_update", data))
         assert isinstance(parsed, PortfolioUpdateEvent)
         assert isinstance(parsed.data, PortfolioFillData)
         assert parsed.data.position_quantity == 0
         assert parsed.data.cash == Decimal("9983.999875")
+
+    def test_a_decimal_in_exponent_notation_is_refused(self) -> None:
+        data = {
+            "kind": "fill",
+            "account_id": str(uuid.uuid4()),
+            "symbol": "BTC/USD",
+            "position_quantity": "0E-18",
+            "cash": "1",
+            "realized_pnl": "0",
+        }
+        with pytest.raises(ValidationError, match="a decimal string"):
+            parse_server_message(frame("portfolio", "portfolio_update", data))
 
     def test_portfolio_update_of_a_snapshot(self) -> None:
         snapshot = PortfolioSnapshotRead(
@@ -439,7 +451,8 @@ class TestPublishedFramesValidate:
             fees=Decimal("0.4"),
             taken_at=NOW,
         )
-        data = snapshot.model_dump(mode="json")  # portfolio_service.snapshot_account
+        # portfolio_service.snapshot_account
+        data = {"kind": "snapshot", **snapshot.model_dump(mode="json")}
         parsed = parse_server_message(frame("portfolio", "portfolio_update", data))
         assert isinstance(parsed, PortfolioUpdateEvent)
         assert isinstance(parsed.data, PortfolioSnapshotData)
@@ -591,6 +604,7 @@ class TestDriftIsCaught:
 
     def test_a_portfolio_update_mixing_both_shapes(self) -> None:
         data = {
+            "kind": "fill",
             "account_id": str(uuid.uuid4()),
             "symbol": "BTC/USD",
             "position_quantity": "1",
@@ -629,8 +643,9 @@ class TestDriftIsCaught:
 def test_event_data_has_the_fields_of_what_publishers_dump(
     model: type[BaseModel], mirrors: type[BaseModel], left_out: set[str]
 ) -> None:
-    """The publishers dump these read models: a field added to one must be documented."""
-    assert set(model.model_fields) == set(mirrors.model_fields) - left_out
+    """The publishers dump these read models: a field added to one must be documented.
+    `kind` is the publisher's own tag, not a field of the read model."""
+    assert set(model.model_fields) - {"kind"} == set(mirrors.model_fields) - left_out
 
 
 # --- what the running app's publishers send ------------------------------------------

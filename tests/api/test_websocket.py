@@ -146,9 +146,9 @@ class TestSubscribe:
 
     async def test_channel_name_is_normalized(self, server: Server) -> None:
         async with client(server.url) as ws:
-            await subscribe(ws, "market:BTC-USD")
+            await subscribe(ws, "market:BTC/USD")
             await send(ws, {"type": "subscribe", "channel": "market:eth-usd"})
-            assert await recv(ws) == {"type": "subscribed", "channel": "market:ETH-USD"}
+            assert await recv(ws) == {"type": "subscribed", "channel": "market:ETH/USD"}
 
     async def test_since_replays_missed_events_first(self, server: Server) -> None:
         for n in range(1, 4):
