@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from api.deps import CurrentUserId, ServicesDep
 from api.responses import INVALID_REQUEST, error_responses
+from api.routing import ExactDecimalRoute
 from models.enums import Timeframe
 from models.market import (
     SYMBOL_FORMS,
@@ -26,7 +27,8 @@ from models.market import (
 )
 from services.market_data_service import MAX_BOOK_DEPTH, MAX_CANDLES, WatchlistEntry
 
-router = APIRouter(prefix="/market", tags=["market"])
+# Exact-decimal bodies here too: the same JSON parsing (and its 422s) on every route.
+router = APIRouter(prefix="/market", tags=["market"], route_class=ExactDecimalRoute)
 
 # `:path` so that an encoded slash (BTC%2FUSD, decoded before routing) still matches.
 Symbol = Annotated[str, Path(description=SYMBOL_FORMS)]

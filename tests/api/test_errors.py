@@ -85,14 +85,14 @@ class TestErrorShape:
         )
         assert_error_shape(response, 422, "validation_failed")
 
+    @pytest.mark.parametrize(
+        "path", ["/api/v1/trading/paper/order", "/api/v1/market/watchlist", "/api/v1/agents"]
+    )
     async def test_body_that_is_not_utf8_is_422_naming_why(
-        self, probe_client: httpx.AsyncClient
+        self, probe_client: httpx.AsyncClient, path: str
     ) -> None:
-        # A route with exact-decimal bodies, as every trading route is.
         response = await probe_client.post(
-            "/api/v1/trading/paper/order",
-            content=b'{"symbol": "\xff"}',
-            headers={"content-type": "application/json"},
+            path, content=b'{"symbol": "\xff"}', headers={"content-type": "application/json"}
         )
         body = assert_error_shape(response, 422, "validation_failed")
         assert body["error"]["message"] == "body.12: invalid JSON: the body is not UTF-8 text"
