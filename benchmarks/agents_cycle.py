@@ -165,7 +165,7 @@ async def main() -> None:
                 redis={"url": ""},
                 market_data={"market_data_stream": False},
                 llm={
-                    "openai_base_url": base_url,
+                    "openai_compatible_base_url": base_url,
                     "llm_prices": {MODEL: {"input": "0", "output": "0"}},
                 },
                 agents={"scheduler_enabled": False},

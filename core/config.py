@@ -14,9 +14,17 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from limits import parse_many
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.exceptions import ConfigError
@@ -96,19 +104,64 @@ class RedisSettings(BaseSettings):
 
 
 class LLMSettings(BaseSettings):
+    """Each provider has its own key and base URL; none is shared between two of them."""
+
     model_config = _config()
 
     openai_api_key: SecretStr | None = None
-    openai_base_url: str | None = None
+    openai_base_url: str | None = Field(
+        default=None,
+        description="The `openai` provider only: a proxy or gateway in front of OpenAI; "
+        "empty means https://api.openai.com/v1.",
+    )
     anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str = Field(
+        default="https://api.anthropic.com",
+        description="The `anthropic` provider: a proxy or gateway in front of Anthropic.",
+    )
     openrouter_api_key: SecretStr | None = None
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    openai_compatible_base_url: str | None = Field(
+        default=None,
+        description="The `openai_compatible` provider: the server's /v1 URL (Ollama, vLLM, "
+        "LM Studio); empty means the provider is not configured.",
+    )
+    openai_compatible_api_key: SecretStr | None = Field(
+        default=None,
+        description="The `openai_compatible` server's key, if it checks one; never OPENAI_API_KEY.",
+    )
     llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     llm_prices: dict[str, dict[Literal["input", "output"], Decimal]] = Field(
         default_factory=dict,
         description="USD per million tokens by model, over the built-in table, as JSON: "
         '{"my-model": {"input": "0.15", "output": "0.60"}}.',
     )
+
+    @field_validator(
+        "openai_base_url",
+        "anthropic_base_url",
+        "openrouter_base_url",
+        "openai_compatible_base_url",
+        mode="before",
+    )
+    @classmethod
+    def _blank_url_is_the_default(cls, value: Any, info: ValidationInfo) -> Any:
+        # `OPENAI_BASE_URL=` as .env.example writes it means "not set", not "".
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[str(info.field_name)].default
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator(
+        "openai_base_url", "anthropic_base_url", "openrouter_base_url", "openai_compatible_base_url"
+    )
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 class MarketDataSettings(BaseSettings):

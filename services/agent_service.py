@@ -46,7 +46,7 @@ from models.agents import (
     DecisionRead,
     ReplayRead,
 )
-from models.base import Page
+from models.base import Page, decimal_to_str
 from models.decisions import (
     Decision,
 )
@@ -232,11 +232,8 @@ class AgentService:
     # -- CRUD ------------------------------------------------------------------------
 
     async def create_agent(self, user_id: uuid.UUID, body: AgentCreate) -> AgentRead:
-        provider = body.llm_provider or self._llm.default_provider()
-        try:
-            model = body.llm_model or self._llm.default_model(provider)
-        except ProviderConfigError as e:
-            raise ValidationFailedError(e.message, code=e.code, details=e.details) from e
+        provider = self._provider_name(body.llm_provider or self._llm.default_provider())
+        model = body.llm_model or self._default_model(provider)
         symbols = self._resolve_symbols(body.symbols)
         paper = self._settings.paper
         async with self._database.database.transaction() as session:
@@ -246,13 +243,13 @@ class AgentService:
                 name=body.name,
                 agent_type=body.agent_type,
                 status=AgentStatus.INACTIVE.value,
-                personality=body.personality.model_dump(mode="json", exclude_none=True),
+                personality=body.personality.stored(),
                 strategies=list(body.strategies),
                 symbols=symbols,
                 paper_balance=body.paper_balance,
                 risk_tolerance=body.risk_tolerance,
                 max_position_pct=body.max_position_pct,
-                llm_provider=provider.strip().lower(),
+                llm_provider=provider,
                 llm_model=model,
                 decision_interval_seconds=body.decision_interval_seconds,
                 daily_cost_budget=body.daily_cost_budget,
@@ -335,32 +332,93 @@ class AgentService:
     async def update_agent(
         self, user_id: uuid.UUID, agent_id: uuid.UUID, body: AgentUpdate
     ) -> AgentRead:
-        changes = body.model_dump(exclude_unset=True)
+        """The fields sent change; the agent as created or as read is accepted (see
+        AgentUpdate): fixed fields must be unchanged, read-only ones are ignored."""
+        changes = body.changes()
         async with self._database.database.transaction() as session:
             agent, account = await owned_agent(session, user_id, agent_id)
-            if "name" in changes and changes["name"] is not None:
+            self._check_fixed(agent, account, body)
+            if "name" in changes:
                 await self._check_name(session, user_id, changes["name"], agent_id)
             if body.symbols is not None:
                 changes["symbols"] = self._resolve_symbols(body.symbols)
             if body.personality is not None:
-                changes["personality"] = body.personality.model_dump(mode="json", exclude_none=True)
-            if "llm_provider" in changes and changes["llm_provider"] is not None:
-                changes["llm_provider"] = changes["llm_provider"].strip().lower()
-            provider = changes.get("llm_provider") or agent.llm_provider
-            if body.llm_provider is not None and body.llm_model is None:
-                changes["llm_model"] = self._default_model(provider)
-            model = changes.get("llm_model") or agent.llm_model
+                changes["personality"] = body.personality.stored()
+            provider = agent.llm_provider
+            if body.llm_provider is not None:
+                provider = changes["llm_provider"] = self._provider_name(body.llm_provider)
+                # Another provider without a model: its default, never the old one's.
+                if provider != agent.llm_provider and body.llm_model is None:
+                    changes["llm_model"] = self._default_model(provider)
+            model = changes.get("llm_model", agent.llm_model)
             if agent.status == AgentStatus.ACTIVE.value:
                 self._check_provider(provider, model)
             for name, value in changes.items():
-                if value is not None:
-                    setattr(agent, name, value)
+                setattr(agent, name, value)
             agent.updated_at = utcnow()
             await session.flush()
             read = await self._read_in(session, agent, account)
         if agent.id in self._schedule:
             self._schedule[agent.id].interval = float(agent.decision_interval_seconds)
         return read
+
+    @staticmethod
+    def _check_fixed(agent: Agent, account: TradingAccount, body: AgentUpdate) -> None:
+        """Fields that cannot change pass unchanged; changed, a 422 saying what to do."""
+        problems: list[tuple[str, str, Any]] = []
+        if body.id is not None and body.id != agent.id:
+            problems.append(
+                (
+                    "id",
+                    f"id {body.id} is not this agent's ({agent.id}): send an agent to its own URL",
+                    agent.id,
+                )
+            )
+        if body.account_id is not None and body.account_id != account.id:
+            problems.append(
+                (
+                    "account_id",
+                    f"account_id {body.account_id} is not this agent's account "
+                    f"({account.id}): an agent keeps the account it was created with",
+                    account.id,
+                )
+            )
+        if body.agent_type is not None and body.agent_type != agent.agent_type:
+            problems.append(
+                (
+                    "agent_type",
+                    f"agent_type cannot change after creation (this agent is "
+                    f"{agent.agent_type!r}): create a new agent of type {body.agent_type!r}",
+                    agent.agent_type,
+                )
+            )
+        if body.paper_balance is not None and body.paper_balance != agent.paper_balance:
+            problems.append(
+                (
+                    "paper_balance",
+                    f"paper_balance cannot change after creation (this agent's account was "
+                    f"funded with {decimal_to_str(agent.paper_balance)}): create a new agent "
+                    "with the balance you want",
+                    decimal_to_str(agent.paper_balance),
+                )
+            )
+        if problems:
+            field, message, current = problems[0]
+            raise ValidationFailedError(
+                message,
+                code="field_cannot_change",
+                details={
+                    "field": field,
+                    "current": str(current),
+                    "fields": [name for name, _, _ in problems],
+                },
+            )
+
+    def _provider_name(self, provider: str) -> str:
+        try:
+            return self._llm.provider_name(provider)
+        except ProviderConfigError as e:
+            raise ValidationFailedError(e.message, code=e.code, details=e.details) from e
 
     def _default_model(self, provider: str) -> str:
         try:

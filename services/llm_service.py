@@ -2,9 +2,13 @@
 built on first use, and a circuit breaker per agent around every decision.
 
 Provider names (as agents store them): `local` (built-in rules, always available),
-`openai` (OPENAI_API_KEY; OPENAI_BASE_URL optional), `anthropic` (ANTHROPIC_API_KEY),
-`openrouter` (OPENROUTER_API_KEY) and `openai_compatible` (OPENAI_BASE_URL of an
-Ollama/vLLM/LM Studio server; a key only if the server wants one).
+`openai` (OPENAI_API_KEY; OPENAI_BASE_URL optional), `anthropic` (ANTHROPIC_API_KEY;
+ANTHROPIC_BASE_URL optional), `openrouter` (OPENROUTER_API_KEY; OPENROUTER_BASE_URL) and
+`openai_compatible` (OPENAI_COMPATIBLE_BASE_URL of an Ollama/vLLM/LM Studio server;
+OPENAI_COMPATIBLE_API_KEY only if the server wants one).
+
+Every provider gets its own key and URL and nothing else: OPENAI_API_KEY goes to the
+`openai` provider's URL only, never to an OpenRouter or OpenAI-compatible server.
 """
 
 from __future__ import annotations
@@ -130,6 +134,11 @@ class LLMService:
     def default_model(self, provider: str) -> str:
         return DEFAULT_MODELS[self._resolve(provider)]
 
+    def provider_name(self, provider: str) -> str:
+        """The provider's canonical name (' OpenAI ' -> 'openai'); ProviderConfigError
+        (reason unknown_provider) for a name that is none of them."""
+        return self._resolve(provider).value
+
     def check_agent_config(self, provider: str, model: str) -> None:
         """Raises ProviderConfigError (with `reason`) when an agent could not decide with
         this provider and model: unknown provider, missing key or base URL, no model."""
@@ -213,10 +222,11 @@ class LLMService:
             return "missing_key", "ANTHROPIC_API_KEY is not set"
         if name is ProviderName.OPENROUTER and _secret(s.openrouter_api_key) is None:
             return "missing_key", "OPENROUTER_API_KEY is not set"
-        if name is ProviderName.OPENAI_COMPATIBLE and not s.openai_base_url:
+        if name is ProviderName.OPENAI_COMPATIBLE and not s.openai_compatible_base_url:
             return (
                 "missing_base_url",
-                "OPENAI_BASE_URL is not set (the server's /v1 URL, e.g. http://127.0.0.1:11434/v1)",
+                "OPENAI_COMPATIBLE_BASE_URL is not set (the server's /v1 URL, e.g. "
+                "http://127.0.0.1:11434/v1); OPENAI_BASE_URL is for the openai provider only",
             )
         return None
 
@@ -238,7 +248,9 @@ class LLMService:
         from services.llm.openai_provider import OPENAI_BASE_URL, OpenAIProvider, StructuredOutput
 
         if name is ProviderName.ANTHROPIC:
-            return AnthropicProvider(api_key=_secret(s.anthropic_api_key) or "", **common)
+            return AnthropicProvider(
+                api_key=_secret(s.anthropic_api_key) or "", base_url=s.anthropic_base_url, **common
+            )
         if name is ProviderName.OPENROUTER:
             return OpenAIProvider(
                 name=name.value,
@@ -253,16 +265,26 @@ class LLMService:
                 reported_cost=True,
                 **common,
             )
-        base_url = s.openai_base_url or OPENAI_BASE_URL
         if name is ProviderName.OPENAI:
-            # Forced tool calls only where OpenAI itself answers; a gateway or local server
-            # behind OPENAI_BASE_URL gets response_format, which OpenAI honours as well.
+            base_url = s.openai_base_url or OPENAI_BASE_URL
+            # Forced tool calls only where OpenAI itself answers; a gateway behind
+            # OPENAI_BASE_URL gets response_format, which OpenAI honours as well.
             is_openai = urlsplit(base_url).hostname == urlsplit(OPENAI_BASE_URL).hostname
-            mode = StructuredOutput.TOOL_CALL if is_openai else StructuredOutput.JSON_SCHEMA
-            key = _secret(s.openai_api_key) or ""
-        else:
-            mode = StructuredOutput.JSON_SCHEMA
-            key = _secret(s.openai_api_key) or _NO_KEY
+            return OpenAIProvider(
+                name=name.value,
+                api_key=_secret(s.openai_api_key) or "",
+                base_url=base_url,
+                structured_output=(
+                    StructuredOutput.TOOL_CALL if is_openai else StructuredOutput.JSON_SCHEMA
+                ),
+                openai_account=True,
+                **common,
+            )
+        # OPENAI_COMPATIBLE: _problem() made sure its base URL is set.
         return OpenAIProvider(
-            name=name.value, api_key=key, base_url=base_url, structured_output=mode, **common
+            name=name.value,
+            api_key=_secret(s.openai_compatible_api_key) or _NO_KEY,
+            base_url=s.openai_compatible_base_url or "",
+            structured_output=StructuredOutput.JSON_SCHEMA,
+            **common,
         )

@@ -152,10 +152,10 @@ class DecisionLog:
             agent_id=seen.agent.id,
             provider=result.provider,
             model=result.model,
-            request={**result.request, "raw_answers": record["raw_answers"]},
-            raw_response=result.raw_answer,
-            parsed=record["decision"],
-            error=(record["error"] or {}).get("message"),
+            request=storable({**result.request, "raw_answers": record["raw_answers"]}),
+            raw_response=storable(result.raw_answer),
+            parsed=storable(record["decision"]),
+            error=storable((record["error"] or {}).get("message")),
             prompt_tokens=result.prompt_tokens or 0,
             completion_tokens=result.completion_tokens or 0,
             cost=result.cost or _ZERO,
@@ -341,10 +341,23 @@ class DecisionLog:
 
 def apply_verdict(row: AgentDecision, verdict: Verdict, started: float) -> None:
     row.status = verdict.status.value
-    row.status_reason = verdict.reason
+    row.status_reason = storable(verdict.reason)
     row.action_taken = verdict.action.value if verdict.action is not None else None
-    row.result = verdict.result
+    row.result = storable(verdict.result)
+    row.reasoning = storable(row.reasoning)
     row.execution_time_ms = max(0, round((time.perf_counter() - started) * 1000))
+
+
+def storable(value: Any) -> Any:
+    """`value` with every NUL character in its texts (and keys) replaced by U+FFFD:
+    PostgreSQL stores NUL in neither text nor JSON, and a model may answer with one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
 
 
 def _won(order: Order, later: Decimal) -> bool:

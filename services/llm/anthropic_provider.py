@@ -54,7 +54,8 @@ class AnthropicProvider(ChatProvider):
     ) -> None:
         super().__init__(name="anthropic", prices=prices, retry=retry, sleep=sleep, clock=clock)
         self._owns_http_client = http_client is None
-        # An explicit base_url keeps the SDK from reading ANTHROPIC_BASE_URL itself.
+        # Always explicit: ANTHROPIC_BASE_URL is read by the settings (LLMSettings, from the
+        # environment or .env) and passed here, so the SDK's own reading never differs.
         self._client = AsyncAnthropic(
             api_key=api_key,
             base_url=base_url,

@@ -30,6 +30,7 @@ import structlog
 from pydantic import ValidationError
 
 from core.exceptions import UpstreamError
+from models.agents import unstorable
 from models.decisions import AgentContext, Decision
 from models.enums import DecisionType
 from services.llm.pricing import PriceTable
@@ -294,7 +295,8 @@ def parse_decision(answer: Answer, context: AgentContext) -> tuple[Decision | No
         decision = Decision.model_validate(payload)
     except ValidationError as e:
         return None, [_describe(err) for err in e.errors(include_url=False)]
-    problems = context_problems(decision, context)
+    # What the decision log could not keep (NUL, amounts beyond its scale) goes back too.
+    problems = context_problems(decision, context) + unstorable(decision)
     return (None, problems) if problems else (decision, [])
 
 

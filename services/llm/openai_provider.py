@@ -70,6 +70,7 @@ class OpenAIProvider(ChatProvider):
         default_headers: Mapping[str, str] | None = None,
         reported_cost: bool = False,
         http_client: httpx2.AsyncClient | None = None,
+        openai_account: bool = False,
     ) -> None:
         super().__init__(name=name, prices=prices, retry=retry, sleep=sleep, clock=clock)
         self._mode = structured_output
@@ -84,6 +85,13 @@ class OpenAIProvider(ChatProvider):
             default_headers=default_headers,
             http_client=http_client,
         )
+        if not openai_account:
+            # The SDK reads OPENAI_ORG_ID, OPENAI_PROJECT_ID and OPENAI_ADMIN_KEY from the
+            # environment; they belong to an OpenAI account and go to OpenAI only, never
+            # to OpenRouter or a self-hosted server.
+            self._client.organization = None
+            self._client.project = None
+            self._client.admin_api_key = None
 
     @property
     def structured_output(self) -> StructuredOutput:

@@ -23,7 +23,8 @@ class AnswerStyle(StrEnum):
 
 
 def system_prompt(context: AgentContext, style: AnswerStyle) -> str:
-    personality = json.dumps(context.personality, sort_keys=True, default=str)
+    # Every trait, typed or the user's own, as written (no \u escapes for non-ASCII).
+    personality = json.dumps(context.personality, sort_keys=True, default=str, ensure_ascii=False)
     strategies = ", ".join(context.strategies) or "none named; use your judgement"
     how = (
         f"Answer by calling the `{DECISION_TOOL_NAME}` tool exactly once."

@@ -33,6 +33,21 @@ class TestLoadSettings:
             ("RATE_LIMIT_DEFAULT", "lots", "invalid setting RATE_LIMIT_DEFAULT:"),
             ("WS_QUEUE_SIZE", "0", "invalid setting WS_QUEUE_SIZE:"),
             ("MARKET_DATA_SOURCE", "nasdaq", "invalid setting MARKET_DATA_SOURCE:"),
+            (
+                "ANTHROPIC_BASE_URL",
+                "api.anthropic.com",
+                "invalid setting ANTHROPIC_BASE_URL: must be an http:// or https:// URL",
+            ),
+            (
+                "OPENAI_COMPATIBLE_BASE_URL",
+                "localhost:11434/v1",
+                "invalid setting OPENAI_COMPATIBLE_BASE_URL: must be an http:// or https:// URL",
+            ),
+            (
+                "OPENAI_BASE_URL",
+                "ftp://proxy.example",
+                "invalid setting OPENAI_BASE_URL: must be an http:// or https:// URL",
+            ),
         ],
     )
     def test_a_bad_value_names_the_variable_in_one_line(
@@ -44,6 +59,38 @@ class TestLoadSettings:
         message = str(caught.value)
         assert message.startswith(reason)
         assert "\n" not in message
+
+    def test_each_provider_reads_its_own_url_and_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+        monkeypatch.setenv("OPENAI_BASE_URL", "https://gateway.example/openai/v1")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", "https://gateway.example/anthropic")
+        monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", "http://127.0.0.1:11434/v1")
+        monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", "ollama")
+
+        llm = load_settings().llm
+
+        assert llm.openai_base_url == "https://gateway.example/openai/v1"
+        assert llm.anthropic_base_url == "https://gateway.example/anthropic"
+        assert llm.openai_compatible_base_url == "http://127.0.0.1:11434/v1"
+        assert llm.openai_compatible_api_key is not None
+        assert llm.openai_compatible_api_key.get_secret_value() == "ollama"
+
+    def test_blank_urls_mean_the_defaults(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # As a copied .env.example leaves them.
+        for variable in (
+            "OPENAI_BASE_URL",
+            "ANTHROPIC_BASE_URL",
+            "OPENROUTER_BASE_URL",
+            "OPENAI_COMPATIBLE_BASE_URL",
+        ):
+            monkeypatch.setenv(variable, " ")
+
+        llm = load_settings().llm
+
+        assert llm.openai_base_url is None
+        assert llm.anthropic_base_url == "https://api.anthropic.com"
+        assert llm.openrouter_base_url == "https://openrouter.ai/api/v1"
+        assert llm.openai_compatible_base_url is None
 
     def test_cors_origins_read_as_a_comma_list(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")

@@ -5,6 +5,7 @@ OpenAI-compatible server on 127.0.0.1 (tests/llm_server.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -97,7 +98,7 @@ def agent_settings(
             redis={"url": ""},
             market_data={"market_data_stream": False},
             llm={
-                "openai_base_url": base_url,
+                "openai_compatible_base_url": base_url,
                 "llm_prices": {MODEL: {"input": "1", "output": "2"}},
             },
             agents={"scheduler_enabled": False, **agents},
@@ -346,6 +347,38 @@ class TestScriptedModel:
         assert read.decision_type.value == "hold"
         assert model.calls["Repaired"] == 2
 
+    async def test_a_decision_with_nul_in_its_reasoning_is_sent_back_for_repair(
+        self, services: Services, model: ScriptedModel
+    ) -> None:
+        # PostgreSQL stores no NUL; this answer used to fail the cycle (HTTP 500).
+        user = services.users.solo_user_id
+        created = await services.agents.create_agent(user, scripted("Nul"))
+        bad = {**hold(), "reasoning": "flat\u0000market"}
+        model.script("Nul", Reply(content=json.dumps(bad)), Reply(hold()))
+
+        read = await services.agents.execute_decision(user, created.id)
+
+        assert read.status is DecisionStatus.SKIPPED
+        assert read.reasoning == "nothing to do"
+        assert model.calls["Nul"] == 2
+        assert "NUL character" in json.dumps(model.requests[-1]["messages"][-1])
+
+    async def test_an_answer_holding_nul_is_logged_as_an_error_not_a_crash(
+        self, services: Services, model: ScriptedModel
+    ) -> None:
+        user = services.users.solo_user_id
+        created = await services.agents.create_agent(user, scripted("Nul2"))
+        model.script("Nul2", Reply(content="no\x00json"))
+
+        read = await services.agents.execute_decision(user, created.id)
+
+        assert read.status is DecisionStatus.ERROR
+        detail = await services.agents.get_decision(user, created.id, read.id)
+        assert detail.llm_call is not None
+        assert detail.llm_call.raw_response == "no\ufffdjson"
+        listed = await services.agents.list_decisions(user, created.id, DecisionQuery())
+        assert [d.id for d in listed.items] == [read.id]
+
     async def test_a_server_error_is_logged_as_an_error_decision(
         self, services: Services, model: ScriptedModel
     ) -> None:
@@ -374,6 +407,37 @@ class TestScriptedModel:
 
         assert model.max_in_flight == 1
         assert {first.status, second.status} == {DecisionStatus.SKIPPED}
+
+
+class TestPersonality:
+    async def test_extra_traits_are_kept_and_reach_the_models_prompt(
+        self, services: Services, model: ScriptedModel
+    ) -> None:
+        user = services.users.solo_user_id
+        personality = {
+            "style": "contrarian",
+            "aggression": "0.3",
+            "patience": "0.4",
+            "analysis_depth": "high",
+            "max_trades_per_day": 3,
+            "likes_round_numbers": True,
+            "语气": "谨慎",
+        }
+        created = await services.agents.create_agent(
+            user, scripted("Character", personality=personality)
+        )
+        model.script("Character", Reply(hold()))
+
+        await services.agents.execute_decision(user, created.id)
+
+        assert created.personality == personality
+        assert (await services.agents.get_agent(user, created.id)).personality == personality
+        system = model.requests[-1]["messages"][0]["content"]
+        assert '"analysis_depth": "high"' in system
+        assert '"patience": "0.4"' in system
+        assert '"max_trades_per_day": 3' in system
+        assert '"likes_round_numbers": true' in system
+        assert '"语气": "谨慎"' in system  # as written, not \\u escapes
 
 
 class TestCostBudget:

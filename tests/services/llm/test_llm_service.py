@@ -34,6 +34,7 @@ from tests.services.llm.support import (
     anthropic_tool_use,
     decision_payload,
     make_context,
+    openai_content,
     openai_tool_call,
     request_json,
 )
@@ -47,11 +48,20 @@ def llm_settings(**values: Any) -> LLMSettings:
         "openai_api_key": None,
         "openai_base_url": None,
         "anthropic_api_key": None,
+        "anthropic_base_url": "https://api.anthropic.com",
         "openrouter_api_key": None,
+        "openrouter_base_url": "https://openrouter.ai/api/v1",
+        "openai_compatible_base_url": None,
+        "openai_compatible_api_key": None,
         "llm_timeout_seconds": 5.0,
     }
     fields.update(values)
-    for key in ("openai_api_key", "anthropic_api_key", "openrouter_api_key"):
+    for key in (
+        "openai_api_key",
+        "anthropic_api_key",
+        "openrouter_api_key",
+        "openai_compatible_api_key",
+    ):
         if isinstance(fields[key], str):
             fields[key] = SecretStr(fields[key])
     return LLMSettings(_env_file=None, **fields)
@@ -101,12 +111,36 @@ class TestConfiguration:
         assert caught.value.details["provider"] == provider
 
     def test_compatible_server_needs_a_base_url_not_a_key(self, make_service: Any) -> None:
-        with pytest.raises(ProviderConfigError, match="OPENAI_BASE_URL") as caught:
+        with pytest.raises(ProviderConfigError, match="OPENAI_COMPATIBLE_BASE_URL") as caught:
             make_service().check_agent_config("openai_compatible", "llama3.1")
         assert caught.value.reason == "missing_base_url"
 
-        configured = make_service(llm_settings(openai_base_url="http://127.0.0.1:11434/v1"))
+        configured = make_service(
+            llm_settings(openai_compatible_base_url="http://127.0.0.1:11434/v1")
+        )
         configured.check_agent_config("openai_compatible", "llama3.1")
+
+    def test_openai_base_url_no_longer_configures_the_compatible_provider(
+        self, make_service: Any
+    ) -> None:
+        """OPENAI_BASE_URL pointed at Ollama used to serve openai_compatible agents too,
+        and with them every openai agent and the OpenAI key."""
+        service = make_service(llm_settings(openai_base_url="http://127.0.0.1:11434/v1"))
+
+        with pytest.raises(ProviderConfigError) as caught:
+            service.check_agent_config("openai_compatible", "llama3.1")
+
+        assert caught.value.reason == "missing_base_url"
+        assert "OPENAI_BASE_URL is for the openai provider only" in caught.value.message
+        assert "openai_compatible" not in service.configured_providers()
+
+    def test_provider_name_is_canonical_or_a_config_error(self, make_service: Any) -> None:
+        service = make_service()
+
+        assert service.provider_name(" OpenAI_Compatible ") == "openai_compatible"
+        with pytest.raises(ProviderConfigError) as caught:
+            service.provider_name("")
+        assert caught.value.reason == "unknown_provider"
 
     def test_a_model_is_required_except_for_local(self, make_service: Any) -> None:
         service = make_service(llm_settings(anthropic_api_key="sk-ant"))
@@ -147,7 +181,7 @@ class TestConfiguration:
             llm_settings(openai_api_key="sk-test", openai_base_url="http://127.0.0.1:8001/v1")
         ).provider_for("openai")
         compatible = make_service(
-            llm_settings(openai_base_url="http://127.0.0.1:11434/v1")
+            llm_settings(openai_compatible_base_url="http://127.0.0.1:11434/v1")
         ).provider_for("openai_compatible")
 
         assert isinstance(plain, OpenAIProvider)
@@ -246,7 +280,7 @@ class TestDecide:
                 ],
             }
         )
-        service = make_service(llm_settings(openai_base_url="http://127.0.0.1:11434/v1"))
+        service = make_service(llm_settings(openai_compatible_base_url="http://127.0.0.1:11434/v1"))
 
         result = await service.decide(
             "agent-1", provider="openai_compatible", model="llama3.1", context=make_context()
@@ -259,6 +293,148 @@ class TestDecide:
         # No usage reported and no price: tokens and cost are unknown.
         assert result.prompt_tokens is None
         assert result.cost is None
+
+
+COMPATIBLE_URL = "http://127.0.0.1:11434/v1/chat/completions"
+
+
+def compatible_answer() -> dict[str, Any]:
+    return openai_content(json.dumps(decision_payload()))
+
+
+class TestWhereEachProviderSends:
+    """Which URL and which key each provider's requests carry, through the real SDKs."""
+
+    async def decide(self, service: LLMService, provider: str, model: str = "m") -> Any:
+        return await service.decide(
+            f"agent-{provider}", provider=provider, model=model, context=make_context()
+        )
+
+    async def test_the_openai_key_goes_to_openai_only(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        openai_route = router.post(OPENAI_URL).respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+        compatible_route = router.post(COMPATIBLE_URL).respond(json=compatible_answer())
+        service = make_service(
+            llm_settings(
+                openai_api_key="sk-openai-secret",
+                openai_compatible_base_url="http://127.0.0.1:11434/v1",
+            )
+        )
+
+        assert (await self.decide(service, "openai_compatible")).ok
+        assert (await self.decide(service, "openai")).ok
+
+        assert compatible_route.call_count == 1
+        sent = compatible_route.calls.last.request
+        assert sent.headers["authorization"] == "Bearer not-needed"
+        assert "sk-openai-secret" not in str(sent.headers)
+        assert openai_route.call_count == 1
+        assert openai_route.calls.last.request.headers["authorization"] == (
+            "Bearer sk-openai-secret"
+        )
+
+    async def test_the_compatible_server_gets_its_own_key_when_configured(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        route = router.post(COMPATIBLE_URL).respond(json=compatible_answer())
+        service = make_service(
+            llm_settings(
+                openai_api_key="sk-openai-secret",
+                openai_compatible_base_url="http://127.0.0.1:11434/v1",
+                openai_compatible_api_key="vllm-token",
+            )
+        )
+
+        assert (await self.decide(service, "openai_compatible")).ok
+
+        assert route.calls.last.request.headers["authorization"] == "Bearer vllm-token"
+
+    async def test_openai_base_url_moves_only_openai_agents(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        gateway = router.post("https://gateway.example/openai/v1/chat/completions").respond(
+            json=compatible_answer()
+        )
+        compatible_route = router.post(COMPATIBLE_URL).respond(json=compatible_answer())
+        service = make_service(
+            llm_settings(
+                openai_api_key="sk-openai-secret",
+                openai_base_url="https://gateway.example/openai/v1",
+                openai_compatible_base_url="http://127.0.0.1:11434/v1",
+            )
+        )
+
+        assert (await self.decide(service, "openai")).ok
+        assert (await self.decide(service, "openai_compatible")).ok
+
+        assert gateway.call_count == 1
+        assert gateway.calls.last.request.headers["authorization"] == "Bearer sk-openai-secret"
+        assert compatible_route.call_count == 1
+        assert "sk-openai-secret" not in str(compatible_route.calls.last.request.headers)
+
+    async def test_openai_account_headers_stay_with_openai(
+        self, make_service: Any, router: respx.Router, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The SDK reads these from the environment by itself.
+        monkeypatch.setenv("OPENAI_ORG_ID", "org-secret")
+        monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-secret")
+        openai_route = router.post(OPENAI_URL).respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+        compatible_route = router.post(COMPATIBLE_URL).respond(json=compatible_answer())
+        openrouter_route = router.post(OPENROUTER_URL).respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+        service = make_service(
+            llm_settings(
+                openai_api_key="sk-openai",
+                openrouter_api_key="sk-or",
+                openai_compatible_base_url="http://127.0.0.1:11434/v1",
+            )
+        )
+
+        for provider in ("openai", "openai_compatible", "openrouter"):
+            assert (await self.decide(service, provider)).ok
+
+        assert openai_route.calls.last.request.headers["openai-organization"] == "org-secret"
+        assert openai_route.calls.last.request.headers["openai-project"] == "proj-secret"
+        for route in (compatible_route, openrouter_route):
+            headers = route.calls.last.request.headers
+            assert "openai-organization" not in headers
+            assert "openai-project" not in headers
+
+    async def test_anthropic_base_url_from_the_environment_is_honoured(
+        self,
+        router: respx.Router,
+        http_client: httpx2.AsyncClient,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", "https://gateway.example/anthropic")
+        default = router.post(ANTHROPIC_URL).respond(json=anthropic_tool_use(decision_payload()))
+        gateway = router.post("https://gateway.example/anthropic/v1/messages").respond(
+            json=anthropic_tool_use(decision_payload())
+        )
+        service = LLMService(LLMSettings(_env_file=None), http_client=http_client)
+
+        assert (await self.decide(service, "anthropic", "claude-haiku-4-5")).ok
+
+        assert gateway.call_count == 1
+        assert gateway.calls.last.request.headers["authorization"] == "Bearer sk-ant-test"
+        assert default.call_count == 0
+
+    async def test_anthropic_defaults_to_its_api(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        route = router.post(ANTHROPIC_URL).respond(json=anthropic_tool_use(decision_payload()))
+        service = make_service(llm_settings(anthropic_api_key="sk-ant-test"))
+
+        assert (await self.decide(service, "anthropic", "claude-haiku-4-5")).ok
+
+        assert route.call_count == 1
 
 
 class TestCircuitBreaker:

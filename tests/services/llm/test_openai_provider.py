@@ -145,6 +145,26 @@ class TestRepair:
         assert "not valid JSON" in repair[-1]["content"]
         assert result.request == request_json(route, 1)
 
+    async def test_an_amount_the_log_cannot_keep_is_sent_back(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        # Stored with 18 decimals it would be 0 and break the log's positive price check.
+        bad = json.dumps(
+            decision_payload(order_type="limit", limit_price="1e-30", fraction_of_equity=0.05)
+        )
+        route = router.post(OPENAI_URL)
+        route.side_effect = [
+            httpx.Response(200, json=openai_tool_call(bad)),
+            httpx.Response(200, json=openai_tool_call(json.dumps(decision_payload()))),
+        ]
+
+        result = await make_provider().decide(make_context(), model="gpt-4o-mini")
+
+        assert result.ok
+        assert result.repaired is True
+        repair = request_json(route, 1)["messages"][-1]["content"]
+        assert "limit_price: has more than 18 decimal places" in repair
+
     async def test_schema_violation_is_sent_back_with_the_reason(
         self, router: respx.Router, make_provider: Any
     ) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from models.agents import Personality
 from models.decisions import AgentContext
-from services.llm.prompts import MAX_CANDLES_IN_PROMPT, user_prompt
+from services.llm.prompts import MAX_CANDLES_IN_PROMPT, AnswerStyle, system_prompt, user_prompt
 from tests.services.llm.support import make_context, symbol_context
 
 
@@ -47,3 +48,17 @@ class TestUserPrompt:
             data = payload(make_context(symbols=[symbol_context("ETH-USD", [price])]))
             assert data["symbols"][0]["ticker"]["last"] == str(price)
             assert data["symbols"][0]["candles"]["rows"][-1][4] == str(price)
+
+
+class TestSystemPrompt:
+    def test_every_trait_is_told_typed_or_not_as_written(self) -> None:
+        traits = Personality.model_validate(
+            {"style": "contrarian", "patience": "0.4", "max_trades": 3, "语气": "谨慎"}
+        ).stored()
+        context = make_context().model_copy(update={"personality": traits})
+
+        prompt = system_prompt(context, AnswerStyle.JSON_OBJECT)
+
+        line = next(x for x in prompt.splitlines() if x.startswith("Personality: "))
+        assert json.loads(line.removeprefix("Personality: ").removesuffix(".")) == traits
+        assert '"语气": "谨慎"' in line
