@@ -34,7 +34,12 @@ log = structlog.get_logger(__name__)
 
 OPENAPI_TAGS = [
     {"name": "system", "description": "Health, version and the service registry."},
-    {"name": "websocket", "description": "Live events: subscribe to channels over /ws."},
+    {
+        "name": "websocket",
+        "description": "Live events over /ws: subscribe to channels and receive each event "
+        "in one envelope. The protocol, with every message's schema, is GET /asyncapi.json "
+        "(AsyncAPI 3.0).",
+    },
     {
         "name": "trading",
         "description": "The paper exchange: orders that walk the book, fills, fees, cancels.",
@@ -47,6 +52,12 @@ OPENAPI_TAGS = [
     {
         "name": "portfolio",
         "description": "Equity, positions, performance and rebalancing of an account.",
+    },
+    {
+        "name": "agents",
+        "description": "AI agents: each trades its own paper account within risk limits; "
+        "every decision is logged with its reasoning, tokens and cost, and streams live "
+        "as AG-UI events on the WebSocket channel agent:{id}.",
     },
 ]
 
