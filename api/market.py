@@ -25,7 +25,7 @@ from models.market import (
     WatchlistItemRead,
     WatchlistRead,
 )
-from services.market_data_service import MAX_BOOK_DEPTH, MAX_CANDLES, WatchlistEntry
+from services.market_data.service import MAX_BOOK_DEPTH, MAX_CANDLES, WatchlistEntry
 
 # Exact-decimal bodies here too: the same JSON parsing (and its 422s) on every route.
 router = APIRouter(prefix="/market", tags=["market"], route_class=ExactDecimalRoute)

@@ -22,7 +22,7 @@ from models.portfolio import (
     RebalanceRequest,
 )
 from models.trading import PositionRead
-from services.portfolio_service import DEFAULT_CURVE_POINTS
+from services.portfolio.service import DEFAULT_CURVE_POINTS
 
 router = APIRouter(prefix="/portfolio", tags=["portfolio"], route_class=ExactDecimalRoute)
 

@@ -15,7 +15,7 @@ from models.base import Page
 from models.enums import OrderSide
 from models.portfolio import AccountMetricsRead
 from models.trading import OrderCreate, OrderRead, PaperPortfolioRead
-from services.paper_trading_service import OrderListStatus
+from services.paper_trading.service import OrderListStatus
 
 router = APIRouter(prefix="/trading/paper", tags=["trading"], route_class=ExactDecimalRoute)
 

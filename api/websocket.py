@@ -40,7 +40,7 @@ from models.events import (
     client_message_adapter,
 )
 from models.ws_protocol import asyncapi_document
-from services.websocket_hub import Connection, WebSocketHub
+from services.infra.websocket_hub import Connection, WebSocketHub
 
 router = APIRouter(tags=["websocket"])
 

@@ -51,7 +51,7 @@ def _storable(value: str) -> str:
 
 
 Storable = AfterValidator(_storable)
-# Amounts are stored with 18 decimals (database/models/types.py, MONEY_SCALE): more would be
+# Amounts are stored with 18 decimals (database/orm/types.py, MONEY_SCALE): more would be
 # rounded on the way in, and 1e-30 would become 0 and break the positive checks.
 _PLACES = 18
 Name = Annotated[str, Field(min_length=1, max_length=100), Storable]
@@ -512,7 +512,7 @@ class DecisionQuery(InputModel):
     offset: int = Field(default=0, ge=0, le=1_000_000_000)
 
 
-# What the decision log keeps (database/models/types.py): amounts below 10^20 with at most
+# What the decision log keeps (database/orm/types.py): amounts below 10^20 with at most
 # 18 decimals, and text without NUL.
 _AMOUNT_LIMIT = Decimal(10) ** 20
 

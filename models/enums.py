@@ -1,6 +1,6 @@
 """The domain's closed vocabularies, shared by the API models, the ORM and the services.
 
-The database keeps each as a CHECK list (database/models/constraints.py builds it from
+The database keeps each as a CHECK list (database/orm/constraints.py builds it from
 the enum), so a value added here reaches the schema through a migration.
 """
 

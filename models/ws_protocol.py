@@ -8,15 +8,15 @@ in the envelope `{"type", "timestamp", "channel", "seq", "data"}`. Every event t
 its own envelope model here, whose `data` is what its publisher builds today:
 
     type              channel          publisher
-    trade_execution   trades           services/paper_trading_service.py: an order placed,
+    trade_execution   trades           services/paper_trading/service.py: an order placed,
                                        a resting order filled, a stop triggered
-    order_cancelled   trades           services/paper_trading_service.py: a cancel
-    portfolio_update  portfolio        services/paper_trading_service.py after fills, and
-                                       services/portfolio_service.py for each snapshot
+    order_cancelled   trades           services/paper_trading/service.py: a cancel
+    portfolio_update  portfolio        services/paper_trading/service.py after fills, and
+                                       services/portfolio/service.py for each snapshot
                                        (two shapes under one type: see PortfolioUpdateEvent)
-    market_data       market:{SYMBOL}  services/market_data_service.py: each tick
+    market_data       market:{SYMBOL}  services/market_data/service.py: each tick
     agent_decision    agents           services/agents/cycle.py: each decision cycle
-    agent_status      agents           services/agent_service.py: a status change
+    agent_status      agents           services/agents/service.py: a status change
     agent_run         agent:{id}       services/agents/run_stream.py: AG-UI events
     risk_alert        risk             nothing yet
 
@@ -190,7 +190,7 @@ class OrderData(_Strict):
 
 
 class PortfolioSnapshotData(_Strict):
-    """A periodic valuation of one account (services/portfolio_service.py)."""
+    """A periodic valuation of one account (services/portfolio/service.py)."""
 
     kind: Literal["snapshot"] = Field(description="A whole valuation of the account.")
     id: uuid.UUID = Field(description="The snapshot's id.")
@@ -205,7 +205,7 @@ class PortfolioSnapshotData(_Strict):
 
 
 class PortfolioFillData(_Strict):
-    """An account after one order's fills (services/paper_trading_service.py): its
+    """An account after one order's fills (services/paper_trading/service.py): its
     position in the order's symbol and its cash."""
 
     kind: Literal["fill"] = Field(description="The account after one order's fills.")

@@ -10,18 +10,18 @@ from dataclasses import dataclass
 
 from core.config import Settings
 from core.service_registry import ServiceRegistry
-from services.agent_service import AgentService
-from services.cache_service import CacheService
-from services.database_service import DatabaseService
-from services.event_bus import EventBus, InProcessEventBus, RedisEventBus
-from services.llm_service import LLMService
-from services.market_data_service import MarketDataService
-from services.paper_trading_service import PaperTradingService
-from services.portfolio_service import PortfolioService
-from services.redis_service import RedisService
-from services.sample_data_service import SampleDataService
-from services.user_service import UserService
-from services.websocket_hub import WebSocketHub
+from services.agents.service import AgentService
+from services.infra.cache import CacheService
+from services.infra.database import DatabaseService
+from services.infra.event_bus import EventBus, InProcessEventBus, RedisEventBus
+from services.infra.redis import RedisService
+from services.infra.websocket_hub import WebSocketHub
+from services.llm.service import LLMService
+from services.market_data.service import MarketDataService
+from services.paper_trading.service import PaperTradingService
+from services.portfolio.service import PortfolioService
+from services.sample_data.service import SampleDataService
+from services.users.service import UserService
 
 
 @dataclass(frozen=True, slots=True)

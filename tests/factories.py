@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from database.connection import Database
-from database.models import (
+from database.orm import (
     AccountBalance,
     Agent,
     LLMCall,
@@ -29,7 +29,7 @@ from database.models import (
     TradingPair,
     User,
 )
-from database.models.types import utcnow
+from database.orm.types import utcnow
 
 Amount = Decimal | str | int
 

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.config import load_settings
-from database.models import Base
+from database.orm import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.exceptions import NotFoundError
-from database.models import AccountBalance, TradingAccount
+from database.orm import AccountBalance, TradingAccount
 from models.enums import AccountType
 
 DEFAULT_ACCOUNT_NAME = "Paper"

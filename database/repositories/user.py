@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from database.models import User
+from database.orm import User
 
 
 async def find_by_email(session: AsyncSession, email: str) -> User | None:

@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy import and_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from database.models import AccountBalance, Agent, Strategy, TradingAccount, TradingPair
+from database.orm import AccountBalance, Agent, Strategy, TradingAccount, TradingPair
 from database.seeds.catalog import (
     AGENTS,
     PAPER_MAKER_FEE_BPS,

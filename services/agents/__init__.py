@@ -1,1 +1,4 @@
-"""Pure agent rules: the pre-trade risk check, combining agents' views, confidence calibration."""
+"""AI agents: `service.AgentService` is the entry point (configuration, status, schedule,
+coordination); `cycle` runs one decision, `context` gathers what the agent sees,
+`decision_log` writes the log; `risk`, `planning`, `coordination` and `calibration` are
+pure rules, `run_stream` streams a cycle as AG-UI events."""

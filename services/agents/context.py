@@ -23,14 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import AgentSettings
 from core.exceptions import NotFoundError
-from database.models import (
+from database.orm import (
     Agent,
     AgentDecision,
     LLMCall,
     PortfolioSnapshot,
     TradingAccount,
 )
-from database.models.types import utcnow
+from database.orm.types import utcnow
 from models.agents import AgentStats
 from models.decisions import (
     AgentContext,
@@ -45,9 +45,9 @@ from models.decisions import (
 from models.enums import DecisionType, OrderSide
 from services.agents.planning import Inputs, Quote
 from services.agents.risk import Holding, RiskLimits
-from services.database_service import DatabaseService
-from services.market_data_service import MarketDataService
-from services.portfolio_service import PortfolioService
+from services.infra.database import DatabaseService
+from services.market_data.service import MarketDataService
+from services.portfolio.service import PortfolioService
 from utils.indicators import indicator_snapshot
 from utils.performance import win_rate
 
@@ -123,7 +123,7 @@ async def last_decided(
 
 
 async def spent_today(session: AsyncSession, agent_id: uuid.UUID) -> Decimal:
-    # Summed in Python: SQLite keeps money as text (database/models/types.py).
+    # Summed in Python: SQLite keeps money as text (database/orm/types.py).
     query = select(LLMCall.cost).where(
         LLMCall.agent_id == agent_id, LLMCall.created_at >= utc_midnight(utcnow())
     )

@@ -6,7 +6,7 @@ A cycle, for one agent:
    its risk limits and what is left of them, its remaining cost budget, its last
    decisions;
 2. model: the daily cost budget is checked first (spent: the agent is paused, with
-   the reason, and nothing is asked); then its provider decides (services/llm_service.py,
+   the reason, and nothing is asked); then its provider decides (services/llm/service.py,
    retries, repair and circuit breaker included) and the call is stored as sent and
    received (`llm_calls`);
 3. risk: sizing and the pre-trade checks (services/agents/planning.py);
@@ -32,8 +32,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.exceptions import AppError, ConflictError
-from database.models import AgentDecision, LLMCall
-from database.models.types import utcnow
+from database.orm import AgentDecision, LLMCall
+from database.orm.types import utcnow
 from models.agents import DecisionRead
 from models.decisions import Decision
 from models.enums import (
@@ -52,13 +52,13 @@ from services.agents.context import ContextBuilder, Seen
 from services.agents.decision_log import DecisionJournal, DecisionLog, Verdict, decision_symbol
 from services.agents.planning import Plan, plan
 from services.agents.run_stream import RunStream
-from services.cache_service import CacheService, LockNotAcquiredError
-from services.event_bus import EventBus
+from services.infra.cache import CacheService, LockNotAcquiredError
+from services.infra.event_bus import EventBus
 from services.llm.base import ProviderConfigError, ProviderResult
-from services.llm_service import LLMService
-from services.market_data_service import MarketDataService
-from services.paper_trading_service import PaperTradingService
-from services.portfolio_service import PortfolioService
+from services.llm.service import LLMService
+from services.market_data.service import MarketDataService
+from services.paper_trading.service import PaperTradingService
+from services.portfolio.service import PortfolioService
 
 # A scheduled cycle is skipped when the agent decided this share of its interval ago
 # or less (another instance ran it).

@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import AgentSettings
 from core.exceptions import AppError, NotFoundError, ValidationFailedError
-from database.models import Agent, AgentDecision, LLMCall, Order
-from database.models.types import utcnow
+from database.orm import Agent, AgentDecision, LLMCall, Order
+from database.orm.types import utcnow
 from models.agents import (
     DecisionDetailRead,
     DecisionQuery,
@@ -38,9 +38,9 @@ from models.trading import OrderRead
 from services.agents.calibration import Calibration, Outcome, calibrate
 from services.agents.context import Seen
 from services.agents.planning import Inputs, plan
-from services.database_service import DatabaseService
+from services.infra.database import DatabaseService
 from services.llm.base import Answer, ProviderResult, parse_decision
-from services.market_data_service import MarketDataService
+from services.market_data.service import MarketDataService
 
 _ZERO = Decimal(0)
 # A pending decision older than this at start was interrupted by a stop or a crash.

@@ -61,7 +61,7 @@ from ag_ui.core import (
 )
 
 from models.events import EventType, agent_channel
-from services.event_bus import EventBus
+from services.infra.event_bus import EventBus
 
 log = structlog.get_logger(__name__)
 

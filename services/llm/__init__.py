@@ -1,7 +1,7 @@
 """The LLM layer: providers that turn an agent's context into a `Decision`.
 
-`services.llm_service.LLMService` is the entry point; this package holds the providers
-(`local`, OpenAI-family, Anthropic), their shared result and error tree, prompts,
+`services.llm.service.LLMService` is the entry point; `providers/` holds the providers
+(`local`, OpenAI-family, Anthropic), beside their shared result and error tree, prompts,
 pricing and the per-agent circuit breaker.
 """
 

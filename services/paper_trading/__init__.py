@@ -1,1 +1,3 @@
-"""The paper exchange: a pure matching core (matching, rules) under the trading service."""
+"""The paper exchange: `service.PaperTradingService` is the entry point; `matching` and
+`rules` are its pure core (book walking, fees, the resting-order index, pair rules) and
+`ledger` moves balances and positions inside an order's transaction."""

@@ -7,7 +7,7 @@ asset however many fills there were. Every write is a compare-and-set on the val
 read under the lock (`UPDATE … WHERE id = :id AND free = :read_free AND locked =
 :read_locked`): if any other writer got in between, zero rows change and the whole
 order is retried or refused, never half-applied. Amounts are compared in Python
-(SQLite stores money as text, see database/models/types.py), and the equality guard
+(SQLite stores money as text, see database/orm/types.py), and the equality guard
 holds on both databases because the stored text is canonical.
 
 Accounting, average cost, fees kept apart:
@@ -32,8 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core.exceptions import ConflictError, InsufficientFundsError, NotFoundError
-from database.models import AccountBalance, Position, Trade, TradingAccount
-from database.models.types import MONEY_SCALE, utcnow
+from database.orm import AccountBalance, Position, Trade, TradingAccount
+from database.orm.types import MONEY_SCALE, utcnow
 from models.enums import Liquidity, OrderSide
 from services.paper_trading.matching import MONEY_CONTEXT, Fill
 

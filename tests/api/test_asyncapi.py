@@ -68,8 +68,8 @@ from models.ws_protocol import (
 )
 from services.agents.run_stream import RunStream
 from services.container import Services
-from services.event_bus import InProcessEventBus
-from services.market_data_service import ticker_data
+from services.infra.event_bus import InProcessEventBus
+from services.market_data.service import ticker_data
 from tests.api.conftest import running_app
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -343,7 +343,7 @@ def an_order(**changes: Any) -> OrderRead:
 
 
 def announced(order: OrderRead) -> dict[str, Any]:
-    """services/paper_trading_service.py `_announce`."""
+    """services/paper_trading/service.py `_announce`."""
     data = order.model_dump(mode="json", exclude={"fills"})
     data["fills"] = [f.model_dump(mode="json") for f in order.fills]
     return data
@@ -412,7 +412,7 @@ class TestPublishedFramesValidate:
         assert parsed.data.status is OrderStatus.CANCELLED
 
     def test_portfolio_update_after_fills(self) -> None:
-        # services/paper_trading_service.py `_apply_fills`: plain decimal strings.
+        # services/paper_trading/service.py `_apply_fills`: plain decimal strings.
         data = {
             "kind": "fill",
             "account_id": str(uuid.uuid4()),
@@ -484,7 +484,7 @@ class TestPublishedFramesValidate:
         assert parsed.data.confidence_score == Decimal("0.8")
 
     def test_agent_status(self) -> None:
-        # services/agent_service.py `_announce_status`.
+        # services/agents/service.py `_announce_status`.
         data = {
             "agent_id": str(uuid.uuid4()),
             "status": "paused",
@@ -537,7 +537,7 @@ class TestPublishedFramesValidate:
         ],
     )
     def test_control_messages(self, message: dict[str, Any], model: type[BaseModel]) -> None:
-        # services/websocket_hub.py sends them through the same `dumps`.
+        # services/infra/websocket_hub.py sends them through the same `dumps`.
         assert isinstance(parse_server_message(dumps(message).decode()), model)
 
 

@@ -13,7 +13,7 @@ from core.config import Settings
 from main_consolidated import create_app
 from services.container import Services
 from tests.api.conftest import running_app
-from tests.services.test_paper_trading_service import tick
+from tests.services.paper_trading.test_service import tick
 
 ORDERS = "/api/v1/trading/paper/order"
 

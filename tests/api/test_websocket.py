@@ -39,9 +39,9 @@ from models.ws_protocol import (
     UnsubscribedMessage,
     parse_server_message,
 )
-from services.event_bus import InProcessEventBus
-from services.market_data_service import ticker_data
-from services.websocket_hub import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CONSUMER, WebSocketHub
+from services.infra.event_bus import InProcessEventBus
+from services.infra.websocket_hub import CLOSE_HEARTBEAT_TIMEOUT, CLOSE_SLOW_CONSUMER, WebSocketHub
+from services.market_data.service import ticker_data
 
 WAIT = 10.0
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

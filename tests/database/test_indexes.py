@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from database.connection import Database
 from database.migrate import downgrade, upgrade
-from database.models import AppLog, Base, OHLCVCandle, Order, Position, Trade
-from database.models.types import utcnow
+from database.orm import AppLog, Base, OHLCVCandle, Order, Position, Trade
+from database.orm.types import utcnow
 from tests.factories import create_account, create_user
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from database.connection import Database
 from database.migrate import downgrade, upgrade
-from database.models import (
+from database.orm import (
     AccountBalance,
     Agent,
     AgentDecision,
@@ -30,7 +30,7 @@ from database.models import (
     TradingAccount,
     User,
 )
-from database.models.types import utcnow
+from database.orm.types import utcnow
 from tests.conftest import pg_admin, pg_url
 from tests.factories import (
     create_account,

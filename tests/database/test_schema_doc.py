@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Index, UniqueConstraint
 
-from database.models import Base
+from database.orm import Base
 
 SCHEMA_DOC = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from connectors.universe import DEFAULT_UNIVERSE
 from database.connection import Database
-from database.models import (
+from database.orm import (
     AccountBalance,
     Agent,
     Base,
@@ -19,7 +19,7 @@ from database.models import (
     TradingAccount,
     TradingPair,
 )
-from database.models.types import utcnow
+from database.orm.types import utcnow
 from database.seeds import SeedReport, load_seed_data, seed_is_loaded
 from tests.factories import create_user
 

@@ -11,8 +11,8 @@ from sqlalchemy import Column, Integer, MetaData, Table, insert, select, text
 from sqlalchemy.exc import StatementError
 
 from database.connection import Database
-from database.models import AccountBalance
-from database.models.types import Money, UTCDateTime, to_storage_scale
+from database.orm import AccountBalance
+from database.orm.types import Money, UTCDateTime, to_storage_scale
 from tests.factories import create_account
 
 _probe_metadata = MetaData()

@@ -19,7 +19,7 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Frozen copies of database/models/types.py as of this revision, so this file keeps
+# Frozen copies of database/orm/types.py as of this revision, so this file keeps
 # producing the same DDL whatever those types become.
 # Money: NUMERIC(38, 18) on PostgreSQL, canonical fixed-scale text on SQLite.
 MONEY = sa.Numeric(38, 18).with_variant(sa.String(40), "sqlite")

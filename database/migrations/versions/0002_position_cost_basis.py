@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from database.models.types import Money
+from database.orm.types import Money
 
 revision: str = "0002"
 down_revision: str | None = "0001"

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 
 from models.events import Event as BusEvent
 from services.agents.run_stream import AGENT_RUN_EVENT, RunStream
-from services.event_bus import InProcessEventBus
+from services.infra.event_bus import InProcessEventBus
 
 AGUI_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 

@@ -1,0 +1,91 @@
+"""ORM models, all imported here so Alembic sees every table on `Base.metadata`."""
+
+from database.orm.agent import (
+    Agent,
+    AgentDecision,
+    AgentFile,
+    LLMCall,
+)
+from database.orm.base import Base
+from database.orm.market import (
+    OHLCVCandle,
+    OrderBookSnapshot,
+    PriceTicker,
+    TradingPair,
+    WatchlistItem,
+)
+from database.orm.strategy import Strategy
+from database.orm.system import AppLog, EventOutbox, SystemMetric
+from database.orm.trading import (
+    OPEN_ORDER_STATUSES,
+    AccountBalance,
+    ExchangeCredential,
+    Order,
+    PortfolioSnapshot,
+    Position,
+    Trade,
+    TradingAccount,
+)
+from database.orm.user import User
+from models.enums import (
+    AccountType,
+    AgentStatus,
+    AssetClass,
+    DecisionStatus,
+    DecisionType,
+    FileProcessingStatus,
+    Liquidity,
+    LLMProvider,
+    LogLevel,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    RiskLevel,
+    StrategyType,
+    Timeframe,
+    TimeInForce,
+    UserRole,
+)
+
+__all__ = [
+    "OPEN_ORDER_STATUSES",
+    "AccountBalance",
+    "AccountType",
+    "Agent",
+    "AgentDecision",
+    "AgentFile",
+    "AgentStatus",
+    "AppLog",
+    "AssetClass",
+    "Base",
+    "DecisionStatus",
+    "DecisionType",
+    "EventOutbox",
+    "ExchangeCredential",
+    "FileProcessingStatus",
+    "LLMCall",
+    "LLMProvider",
+    "Liquidity",
+    "LogLevel",
+    "OHLCVCandle",
+    "Order",
+    "OrderBookSnapshot",
+    "OrderSide",
+    "OrderStatus",
+    "OrderType",
+    "PortfolioSnapshot",
+    "Position",
+    "PriceTicker",
+    "RiskLevel",
+    "Strategy",
+    "StrategyType",
+    "SystemMetric",
+    "TimeInForce",
+    "Timeframe",
+    "Trade",
+    "TradingAccount",
+    "TradingPair",
+    "User",
+    "UserRole",
+    "WatchlistItem",
+]

@@ -1,0 +1,705 @@
+"""AI agents: their configuration, their lifecycle, their schedule and coordination.
+
+One agent's decision cycle (context, model, risk, execution, the decision log and its
+events) is services/agents/cycle.py; this service decides when it runs and for whom.
+
+Status: inactive -> active (start; refused with the reason when the provider cannot
+be used) -> paused (cost budget spent) / error (the provider became unusable) /
+inactive (stop). Each change is an `agent_status` event. Active agents resume after a
+restart. One agent never runs two cycles at once: its in-process lock is kept here
+(a coordination view takes it too); the cycle takes it, and a cache lock across
+instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config import Settings
+from core.exceptions import AppError, NotFoundError, ValidationFailedError
+from core.service_registry import ServiceHealth
+from core.supervision import SupervisedTask, wait_event
+from database.orm import Agent, TradingAccount
+from database.orm.types import utcnow
+from database.repositories.accounts import create_paper_account
+from models.agents import (
+    AgentCreate,
+    AgentRead,
+    AgentStats,
+    AgentStatusRead,
+    AgentUpdate,
+    CoordinateRequest,
+    CoordinationRead,
+    DecisionDetailRead,
+    DecisionQuery,
+    DecisionRead,
+    ReplayRead,
+)
+from models.base import Page, decimal_to_str
+from models.decisions import (
+    Decision,
+)
+from models.enums import (
+    ActionTaken,
+    AgentStatus,
+    DecisionStatus,
+    DecisionTrigger,
+)
+from models.events import Channel, EventType
+from services.agents.calibration import Calibration
+from services.agents.context import (
+    ContextBuilder,
+    last_decided,
+    live_agents,
+    owned_agent,
+    spent_today,
+)
+from services.agents.coordination import MemberView, combine
+from services.agents.cycle import BudgetSpentError as BudgetSpentError
+from services.agents.cycle import DecisionCycle
+from services.agents.decision_log import DecisionLog, Verdict, decision_symbol
+from services.agents.planning import plan
+from services.infra.cache import CacheService, LockNotAcquiredError
+from services.infra.database import DatabaseService
+from services.infra.event_bus import EventBus
+from services.llm.base import ProviderConfigError, ProviderResult
+from services.llm.service import LLMService
+from services.market_data.service import MarketDataService
+from services.paper_trading.service import PaperTradingService
+from services.portfolio.service import PortfolioService
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class _Scheduled:
+    agent_id: uuid.UUID
+    user_id: uuid.UUID
+    interval: float
+    next_at: float
+
+
+class AgentService:
+    def __init__(
+        self,
+        database: DatabaseService,
+        market_data: MarketDataService,
+        paper_trading: PaperTradingService,
+        portfolio: PortfolioService,
+        llm: LLMService,
+        event_bus: EventBus,
+        cache: CacheService,
+        settings: Settings,
+    ) -> None:
+        self._database = database
+        self._market = market_data
+        self._trading = paper_trading
+        self._llm = llm
+        self._bus = event_bus
+        self._settings = settings
+        self._config = settings.agents
+        self._schedule: dict[uuid.UUID, _Scheduled] = {}
+        self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._context = ContextBuilder(database, market_data, portfolio, settings.agents)
+        self._decisions = DecisionLog(database, market_data, settings.agents)
+        self._decision_cycle = DecisionCycle(
+            market_data,
+            paper_trading,
+            portfolio,
+            llm,
+            event_bus,
+            cache,
+            self._context,
+            self._decisions,
+            lock=self._lock,
+            set_status=self._set_status,
+            publish=self._publish,
+        )
+        self._wake = asyncio.Event()
+        self._loop = SupervisedTask("agent_scheduler", self._run)
+        self.cycle_errors = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        closed = await self._decisions.close_interrupted()
+        if closed:
+            log.warning("interrupted_decisions_closed", count=closed)
+        async with self._database.database.read() as session:
+            rows = (
+                await session.execute(
+                    select(Agent).where(
+                        Agent.status == AgentStatus.ACTIVE.value, Agent.deleted_at.is_(None)
+                    )
+                )
+            ).scalars()
+            active = list(rows)
+            decided = await last_decided(session, [agent.id for agent in active])
+            for agent in active:
+                self._plan_next(agent, decided.get(agent.id))
+        log.info("agents_resumed", count=len(self._schedule))
+        if self._config.scheduler_enabled:
+            self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._inflight.clear()
+        self._schedule.clear()
+
+    async def health(self) -> ServiceHealth:
+        data = {
+            "active_agents": len(self._schedule),
+            "running_cycles": len(self._inflight),
+            "cycles": self._decision_cycle.cycles,
+            "cycle_errors": self.cycle_errors,
+            "scheduler": self._config.scheduler_enabled,
+        }
+        if self._config.scheduler_enabled and not self._loop.running:
+            return ServiceHealth.degraded(
+                "agent scheduler not running", **data, last_error=self._loop.last_error
+            )
+        return ServiceHealth.healthy(f"{len(self._schedule)} active agents", **data)
+
+    # -- the scheduler ---------------------------------------------------------------
+
+    def _plan_next(self, agent: Agent, last_decided_at: datetime | None = None) -> None:
+        """Due now, or one interval after its last decision when it resumes."""
+        interval = float(agent.decision_interval_seconds)
+        now = time.monotonic()
+        next_at = now
+        if last_decided_at is not None:
+            waited = (utcnow() - last_decided_at).total_seconds()
+            next_at = now + max(0.0, interval - waited)
+        self._schedule[agent.id] = _Scheduled(agent.id, agent.user_id, interval, next_at)
+        self._wake.set()
+
+    def _unschedule(self, agent_id: uuid.UUID) -> None:
+        self._schedule.pop(agent_id, None)
+
+    async def _run(self) -> None:
+        tick = self._config.scheduler_tick_seconds
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            for entry in list(self._schedule.values()):
+                if entry.next_at <= now and entry.agent_id not in self._inflight:
+                    entry.next_at = now + entry.interval
+                    self._inflight[entry.agent_id] = asyncio.create_task(
+                        self._scheduled_cycle(entry), name=f"agent-cycle-{entry.agent_id}"
+                    )
+            await wait_event(self._wake, tick)
+
+    async def _scheduled_cycle(self, entry: _Scheduled) -> None:
+        try:
+            await self._cycle(entry.user_id, entry.agent_id, DecisionTrigger.SCHEDULED)
+        except LockNotAcquiredError:
+            log.info("agent_cycle_skipped", agent_id=str(entry.agent_id), why="held elsewhere")
+        except BudgetSpentError:
+            pass  # paused, and said so
+        except NotFoundError:
+            self._unschedule(entry.agent_id)
+        except Exception:
+            self.cycle_errors += 1
+            log.exception("agent_cycle_failed", agent_id=str(entry.agent_id))
+        finally:
+            self._inflight.pop(entry.agent_id, None)
+
+    def _lock(self, agent_id: uuid.UUID) -> asyncio.Lock:
+        lock = self._locks.get(agent_id)
+        if lock is None:
+            lock = self._locks[agent_id] = asyncio.Lock()
+        return lock
+
+    # -- CRUD ------------------------------------------------------------------------
+
+    async def create_agent(self, user_id: uuid.UUID, body: AgentCreate) -> AgentRead:
+        provider = self._provider_name(body.llm_provider or self._llm.default_provider())
+        model = body.llm_model or self._default_model(provider)
+        symbols = self._resolve_symbols(body.symbols)
+        paper = self._settings.paper
+        async with self._database.database.transaction() as session:
+            agent = Agent(
+                id=uuid.uuid4(),
+                user_id=user_id,
+                name=body.name,
+                agent_type=body.agent_type,
+                status=AgentStatus.INACTIVE.value,
+                personality=body.personality.stored(),
+                strategies=list(body.strategies),
+                symbols=symbols,
+                paper_balance=body.paper_balance,
+                risk_tolerance=body.risk_tolerance,
+                max_position_pct=body.max_position_pct,
+                llm_provider=provider,
+                llm_model=model,
+                decision_interval_seconds=body.decision_interval_seconds,
+                daily_cost_budget=body.daily_cost_budget,
+            )
+            await self._check_name(session, user_id, body.name, None)
+            session.add(agent)
+            await session.flush()
+            account = await create_paper_account(
+                session,
+                user_id,
+                name=f"Agent {body.name}"[:100],
+                exchange=self._market.exchange_name,
+                base_currency=paper.base_currency,
+                initial_balance=body.paper_balance,
+                maker_fee_bps=paper.maker_fee_bps,
+                taker_fee_bps=paper.taker_fee_bps,
+                agent_id=agent.id,
+            )
+            read = self._read(agent, account)
+        log.info("agent_created", agent_id=str(agent.id), provider=agent.llm_provider)
+        return read
+
+    def _resolve_symbols(self, raw: Sequence[str]) -> list[str]:
+        symbols = [self._market.resolve_symbol(s) for s in raw]
+        if len(set(symbols)) != len(symbols):
+            raise ValidationFailedError("symbols name a pair twice", details={"symbols": symbols})
+        return symbols
+
+    @staticmethod
+    async def _check_name(
+        session: AsyncSession, user_id: uuid.UUID, name: str, agent_id: uuid.UUID | None
+    ) -> None:
+        query = select(Agent.id).where(
+            Agent.user_id == user_id, Agent.name == name, Agent.deleted_at.is_(None)
+        )
+        if agent_id is not None:
+            query = query.where(Agent.id != agent_id)
+        if (await session.execute(query)).first() is not None:
+            raise ValidationFailedError(
+                f"an agent named {name!r} already exists", code="name_taken", details={"name": name}
+            )
+
+    @staticmethod
+    def _read(
+        agent: Agent,
+        account: TradingAccount,
+        stats: AgentStats | None = None,
+        last_decision_at: datetime | None = None,
+    ) -> AgentRead:
+        fields = {
+            name: getattr(agent, name) for name in AgentRead.model_fields if hasattr(agent, name)
+        }
+        return AgentRead.model_validate(
+            fields
+            | {"account_id": account.id, "stats": stats, "last_decision_at": last_decision_at}
+        )
+
+    async def _read_in(
+        self, session: AsyncSession, agent: Agent, account: TradingAccount
+    ) -> AgentRead:
+        """The agent with its account's stats and its last decision time."""
+        decided = await last_decided(session, [agent.id])
+        stats = await self._context.stats(session, account)
+        return self._read(agent, account, stats, decided.get(agent.id))
+
+    async def list_agents(self, user_id: uuid.UUID) -> list[AgentRead]:
+        async with self._database.database.read() as session:
+            rows = await live_agents(session, user_id)
+            decided = await last_decided(session, [agent.id for agent, _ in rows])
+            return [
+                self._read(a, acc, await self._context.stats(session, acc), decided.get(a.id))
+                for a, acc in rows
+            ]
+
+    async def get_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> AgentRead:
+        async with self._database.database.read() as session:
+            agent, account = await owned_agent(session, user_id, agent_id)
+            return await self._read_in(session, agent, account)
+
+    async def update_agent(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, body: AgentUpdate
+    ) -> AgentRead:
+        """The fields sent change; the agent as created or as read is accepted (see
+        AgentUpdate): fixed fields must be unchanged, read-only ones are ignored."""
+        changes = body.changes()
+        async with self._database.database.transaction() as session:
+            agent, account = await owned_agent(session, user_id, agent_id)
+            self._check_fixed(agent, account, body)
+            if "name" in changes:
+                await self._check_name(session, user_id, changes["name"], agent_id)
+            if body.symbols is not None:
+                changes["symbols"] = self._resolve_symbols(body.symbols)
+            if body.personality is not None:
+                changes["personality"] = body.personality.stored()
+            provider = agent.llm_provider
+            if body.llm_provider is not None:
+                provider = changes["llm_provider"] = self._provider_name(body.llm_provider)
+                # Another provider without a model: its default, never the old one's.
+                if provider != agent.llm_provider and body.llm_model is None:
+                    changes["llm_model"] = self._default_model(provider)
+            model = changes.get("llm_model", agent.llm_model)
+            if agent.status == AgentStatus.ACTIVE.value:
+                self._check_provider(provider, model)
+            for name, value in changes.items():
+                setattr(agent, name, value)
+            agent.updated_at = utcnow()
+            await session.flush()
+            read = await self._read_in(session, agent, account)
+        if agent.id in self._schedule:
+            self._schedule[agent.id].interval = float(agent.decision_interval_seconds)
+        return read
+
+    @staticmethod
+    def _check_fixed(agent: Agent, account: TradingAccount, body: AgentUpdate) -> None:
+        """Fields that cannot change pass unchanged; changed, a 422 saying what to do."""
+        problems: list[tuple[str, str, Any]] = []
+        if body.id is not None and body.id != agent.id:
+            problems.append(
+                (
+                    "id",
+                    f"id {body.id} is not this agent's ({agent.id}): send an agent to its own URL",
+                    agent.id,
+                )
+            )
+        if body.account_id is not None and body.account_id != account.id:
+            problems.append(
+                (
+                    "account_id",
+                    f"account_id {body.account_id} is not this agent's account "
+                    f"({account.id}): an agent keeps the account it was created with",
+                    account.id,
+                )
+            )
+        if body.agent_type is not None and body.agent_type != agent.agent_type:
+            problems.append(
+                (
+                    "agent_type",
+                    f"agent_type cannot change after creation (this agent is "
+                    f"{agent.agent_type!r}): create a new agent of type {body.agent_type!r}",
+                    agent.agent_type,
+                )
+            )
+        if body.paper_balance is not None and body.paper_balance != agent.paper_balance:
+            problems.append(
+                (
+                    "paper_balance",
+                    f"paper_balance cannot change after creation (this agent's account was "
+                    f"funded with {decimal_to_str(agent.paper_balance)}): create a new agent "
+                    "with the balance you want",
+                    decimal_to_str(agent.paper_balance),
+                )
+            )
+        if problems:
+            field, message, current = problems[0]
+            raise ValidationFailedError(
+                message,
+                code="field_cannot_change",
+                details={
+                    "field": field,
+                    "current": str(current),
+                    "fields": [name for name, _, _ in problems],
+                },
+            )
+
+    def _provider_name(self, provider: str) -> str:
+        try:
+            return self._llm.provider_name(provider)
+        except ProviderConfigError as e:
+            raise ValidationFailedError(e.message, code=e.code, details=e.details) from e
+
+    def _default_model(self, provider: str) -> str:
+        try:
+            return self._llm.default_model(provider)
+        except ProviderConfigError as e:
+            raise ValidationFailedError(e.message, code=e.code, details=e.details) from e
+
+    def _check_provider(self, provider: str, model: str) -> None:
+        try:
+            self._llm.check_agent_config(provider, model)
+        except ProviderConfigError as e:
+            raise ValidationFailedError(
+                f"the agent cannot run: {e.message}",
+                code="agent_cannot_start",
+                details={"provider": provider, "reason": e.reason},
+            ) from e
+
+    async def delete_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> None:
+        """Stops the agent, cancels its open orders, keeps its history (soft delete)."""
+        async with self._lock(agent_id):
+            async with self._database.database.read() as session:
+                _, account = await owned_agent(session, user_id, agent_id)
+            self._unschedule(agent_id)
+            cancelled = await self._cancel_open_orders(user_id, account.id)
+            async with self._database.database.transaction() as session:
+                agent, account = await owned_agent(session, user_id, agent_id)
+                previous = agent.status
+                agent.status = AgentStatus.INACTIVE.value
+                agent.status_reason = "deleted"
+                agent.deleted_at = utcnow()
+                account.is_active = False
+        self._llm.forget_agent(str(agent_id))
+        log.info("agent_deleted", agent_id=str(agent_id), orders_cancelled=cancelled)
+        await self._announce_status(user_id, agent_id, previous, AgentStatus.INACTIVE, "deleted")
+
+    async def _cancel_open_orders(self, user_id: uuid.UUID, account_id: uuid.UUID) -> int:
+        cancelled = 0
+        while True:
+            page = await self._trading.list_orders(
+                user_id, account_id=account_id, status="open", limit=200
+            )
+            if not page.items:
+                return cancelled
+            for order in page.items:
+                try:
+                    await self._trading.cancel_order(user_id, order.id)
+                    cancelled += 1
+                except AppError as e:  # filled or cancelled meanwhile
+                    log.info("agent_order_not_cancelled", order_id=str(order.id), code=e.code)
+
+    # -- status ----------------------------------------------------------------------
+
+    async def start_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> AgentRead:
+        """Active from now on; 422 with the reason when its provider cannot be used."""
+        async with self._database.database.transaction() as session:
+            agent, account = await owned_agent(session, user_id, agent_id)
+            self._check_provider(agent.llm_provider, agent.llm_model)
+            previous = agent.status
+            agent.status = AgentStatus.ACTIVE.value
+            agent.status_reason = None
+            await session.flush()
+            read = await self._read_in(session, agent, account)
+        self._plan_next(agent)
+        await self._announce_status(user_id, agent_id, previous, AgentStatus.ACTIVE, None)
+        return read
+
+    async def stop_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> AgentRead:
+        """Inactive from now on; a cycle under way finishes."""
+        async with self._database.database.transaction() as session:
+            agent, account = await owned_agent(session, user_id, agent_id)
+            previous = agent.status
+            agent.status = AgentStatus.INACTIVE.value
+            agent.status_reason = "stopped by the user"
+            await session.flush()
+            read = await self._read_in(session, agent, account)
+        self._unschedule(agent_id)
+        await self._announce_status(
+            user_id, agent_id, previous, AgentStatus.INACTIVE, "stopped by the user"
+        )
+        return read
+
+    async def _set_status(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, status: AgentStatus, reason: str
+    ) -> None:
+        async with self._database.database.transaction() as session:
+            agent, _ = await owned_agent(session, user_id, agent_id)
+            previous = agent.status
+            agent.status = status.value
+            agent.status_reason = reason
+        if status is not AgentStatus.ACTIVE:
+            self._unschedule(agent_id)
+        log.warning("agent_status_changed", agent_id=str(agent_id), status=status, reason=reason)
+        await self._announce_status(user_id, agent_id, previous, status, reason)
+
+    async def _announce_status(
+        self,
+        user_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        previous: str,
+        status: AgentStatus,
+        reason: str | None,
+    ) -> None:
+        data = {
+            "agent_id": str(agent_id),
+            "status": status.value,
+            "previous_status": previous,
+            "reason": reason,
+        }
+        await self._publish(Channel.AGENTS, EventType.AGENT_STATUS, data, user_id)
+
+    async def _publish(
+        self, channel: str, event_type: str, data: dict[str, Any], user_id: uuid.UUID
+    ) -> None:
+        try:
+            await self._bus.publish(channel, event_type, data, user_id=user_id)
+        except Exception:  # committed already; a lost event is logged, never raised
+            log.exception("event_publish_failed", channel=channel, event_type=event_type)
+
+    async def statuses(self, user_id: uuid.UUID) -> list[AgentStatusRead]:
+        now_wall, now = utcnow(), time.monotonic()
+        async with self._database.database.read() as session:
+            rows = await live_agents(session, user_id)
+            decided = await last_decided(session, [agent.id for agent, _ in rows])
+            reads = []
+            for agent, account in rows:
+                entry = self._schedule.get(agent.id)
+                next_run = None
+                if entry is not None and agent.status == AgentStatus.ACTIVE.value:
+                    next_run = now_wall + timedelta(seconds=max(0.0, entry.next_at - now))
+                reads.append(
+                    AgentStatusRead(
+                        id=agent.id,
+                        name=agent.name,
+                        status=AgentStatus(agent.status),
+                        status_reason=agent.status_reason,
+                        last_decision_at=decided.get(agent.id),
+                        next_run_at=next_run,
+                        running=agent.id in self._inflight or self._lock(agent.id).locked(),
+                        cost_today=await spent_today(session, agent.id),
+                        daily_cost_budget=agent.daily_cost_budget,
+                        stats=await self._context.stats(session, account),
+                    )
+                )
+            return reads
+
+    # -- the cycle -------------------------------------------------------------------
+
+    async def execute_decision(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, decision: Decision | None = None
+    ) -> DecisionRead:
+        """One cycle now (no decision given), or the given decision executed through the
+        same risk checks and log (a human override). Works whatever the agent's status."""
+        trigger = DecisionTrigger.MANUAL if decision is None else DecisionTrigger.OVERRIDE
+        return await self._cycle(user_id, agent_id, trigger, given=decision)
+
+    async def _cycle(
+        self,
+        user_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        trigger: DecisionTrigger,
+        *,
+        given: Decision | None = None,
+        coordination_id: uuid.UUID | None = None,
+    ) -> DecisionRead:
+        return await self._decision_cycle.run(
+            user_id, agent_id, trigger, given=given, coordination_id=coordination_id
+        )
+
+    # -- the decision log ------------------------------------------------------------
+
+    async def list_decisions(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, query: DecisionQuery
+    ) -> Page[DecisionRead]:
+        """The agent's decisions, newest first (a deleted agent's too)."""
+        return await self._decisions.list_decisions(user_id, agent_id, query)
+
+    async def get_decision(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, decision_id: uuid.UUID
+    ) -> DecisionDetailRead:
+        """One decision with its model call as sent and answered."""
+        return await self._decisions.get_decision(user_id, agent_id, decision_id)
+
+    async def replay_decision(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, decision_id: uuid.UUID
+    ) -> ReplayRead:
+        """The stored answer parsed and planned again: the same decision and action?"""
+        return await self._decisions.replay_decision(user_id, agent_id, decision_id)
+
+    async def calibration(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> Calibration:
+        """Win rate of the agent's executed trades by confidence."""
+        return await self._decisions.calibration(user_id, agent_id)
+
+    # -- coordination ----------------------------------------------------------------
+
+    async def coordinate(self, user_id: uuid.UUID, body: CoordinateRequest) -> CoordinationRead:
+        """Every member decides on the symbol at once; the views are combined by a
+        confidence-weighted vote with a risk veto (services/agents/coordination.py)."""
+        symbol = self._market.resolve_symbol(body.symbol)
+        members = list(dict.fromkeys(body.agent_ids))
+        if len(members) < 2:
+            raise ValidationFailedError("coordination needs at least two different agents")
+        executor = body.executor_id or members[0]
+        if executor not in members:
+            raise ValidationFailedError(
+                "the executor must be one of the agents", details={"executor_id": str(executor)}
+            )
+        coordination_id = uuid.uuid4()
+        async with self._database.database.read() as session:
+            for agent_id in members:
+                agent, _ = await owned_agent(session, user_id, agent_id)
+                if symbol not in agent.symbols:
+                    raise ValidationFailedError(
+                        f"agent {agent.name!r} does not trade {symbol}; add it to its symbols",
+                        details={"agent_id": str(agent_id), "symbol": symbol},
+                    )
+        views = await asyncio.gather(
+            *(self._member_view(user_id, a, coordination_id) for a in members)
+        )
+        combined = combine(symbol, [v for v, _ in views])
+        executed = None
+        if body.execute:
+            executed = await self._cycle(
+                user_id,
+                executor,
+                DecisionTrigger.COORDINATION,
+                given=combined.to_decision(),
+                coordination_id=coordination_id,
+            )
+        log.info(
+            "agents_coordinated",
+            coordination_id=str(coordination_id),
+            action=combined.action,
+            members=len(members),
+        )
+        return CoordinationRead(
+            coordination_id=coordination_id,
+            symbol=symbol,
+            action=combined.action,
+            confidence=combined.confidence,
+            quantity=combined.quantity,
+            scores=combined.scores,
+            vetoed_by=list(combined.vetoed_by),
+            abstained=list(combined.abstained),
+            reasoning=combined.reasoning,
+            members=[read for _, read in views],
+            executed=executed,
+        )
+
+    async def _member_view(
+        self, user_id: uuid.UUID, agent_id: uuid.UUID, coordination_id: uuid.UUID
+    ) -> tuple[MemberView, DecisionRead]:
+        """One member's view of the symbol, logged as its decision (nothing executed)."""
+        async with self._lock(agent_id):
+            started = time.perf_counter()
+            seen = await self._context.see(user_id, agent_id)
+            result: ProviderResult | None = None
+            budget_error: str | None = None
+            try:
+                result = await self._decision_cycle.ask(seen)
+            except BudgetSpentError as e:
+                budget_error = e.message
+            decision = result.decision if result is not None else None
+            row, call = self._decisions.draft(
+                seen, result, DecisionTrigger.COORDINATION, coordination_id
+            )
+            quantity = None
+            if decision is not None:
+                DecisionCycle.describe(row, decision, decision_symbol(self._market, decision))
+                view_plan = plan(decision, decision_symbol(self._market, decision), seen.inputs)
+                quantity = view_plan.quantity
+                verdict = Verdict(
+                    DecisionStatus.SKIPPED,
+                    f"a view in coordination {coordination_id}; executed only as the vote",
+                    ActionTaken.NONE,
+                    {"plan": view_plan.to_record()},
+                )
+                view = MemberView(str(agent_id), seen.agent.name, decision, quantity=quantity)
+            else:
+                error = result.error.message if result and result.error else str(budget_error)
+                row.reasoning = f"no decision: {error}"
+                verdict = Verdict(DecisionStatus.ERROR, error, ActionTaken.NONE, {})
+                view = MemberView(str(agent_id), seen.agent.name, None, error=error)
+            read = await self._decisions.write(row, call, verdict, started)
+        return view, read

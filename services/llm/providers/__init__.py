@@ -1,0 +1,1 @@
+"""The LLM providers behind one interface: local rules, OpenAI-family, Anthropic."""

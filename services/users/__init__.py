@@ -1,0 +1,1 @@
+"""Users: the solo user of solo mode, and (later) accounts and sessions."""
