@@ -21,14 +21,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
-T = TypeVar("T", bound=tuple[Any, ...])
+Query = TypeVar("Query", bound=Select[Any])
 
 
 def is_postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def for_update(session: AsyncSession, query: Select[T], **options: Any) -> Select[T]:
+def for_update(session: AsyncSession, query: Query, **options: Any) -> Query:
     """`query` holding the rows it reads until the transaction ends (PostgreSQL)."""
     return query.with_for_update(**options) if is_postgresql(session) else query
 
