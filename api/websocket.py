@@ -33,13 +33,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from api.deps import WebSocketUserId
+from models.asyncapi import asyncapi_document
 from models.events import (
     PingMessage,
     SubscribeMessage,
     UnsubscribeMessage,
     client_message_adapter,
 )
-from models.ws_protocol import asyncapi_document
 from services.infra.websocket_hub import Connection, WebSocketHub
 
 router = APIRouter(tags=["websocket"])

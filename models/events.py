@@ -9,7 +9,7 @@ Channels: `portfolio`, `trades`, `agents`, `risk`, `notifications`, `market:{SYM
 (symbol upper-cased, e.g. `market:BTC/USDT`) and `agent:{id}`.
 
 The client's messages are here; what the server sends, each event's data included, is
-modelled in models/ws_protocol.py, which also builds the protocol's AsyncAPI document.
+modelled in models/ws_protocol.py; models/asyncapi.py builds the AsyncAPI document.
 """
 
 from __future__ import annotations

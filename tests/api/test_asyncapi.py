@@ -24,6 +24,7 @@ from core.config import Settings
 from core.version import __version__
 from main_consolidated import create_app
 from models.agents import DecisionRead
+from models.asyncapi import CHANNELS, SCHEMA_FORMAT, SCHEMA_REF, asyncapi_document
 from models.base import decimal_to_str
 from models.enums import (
     ActionTaken,
@@ -41,10 +42,7 @@ from models.market import TickerRead
 from models.portfolio import PortfolioSnapshotRead
 from models.trading import FillRead, OrderRead
 from models.ws_protocol import (
-    CHANNELS,
     EVENT_MODELS,
-    SCHEMA_FORMAT,
-    SCHEMA_REF,
     AgentDecisionEvent,
     AgentRunEvent,
     AgentStatusEvent,
@@ -63,7 +61,6 @@ from models.ws_protocol import (
     TickerData,
     TradeExecutionEvent,
     UnsubscribedMessage,
-    asyncapi_document,
     parse_server_message,
 )
 from services.agents.run_stream import RunStream
