@@ -23,6 +23,10 @@ the market's live candles (since this start, the open one included), then the st
 candles, then the deterministic backfill, which only fills before the earliest stored
 candle of the series (so a fresh install has charts, and stored history is never
 overwritten by invented history).
+
+The parts: feed.py builds what a flush writes (and each pair's price process),
+history.py checks and reads the stored candles; the queries are in
+database/repositories/market_data.py and watchlist.py.
 """
 
 from __future__ import annotations
@@ -30,21 +34,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Executable
 
-from connectors.base import AssetClass, BookLevel, Candle, OrderBook, PairRules, Tick, Ticker
+from connectors.base import Candle, OrderBook, PairRules, Tick, Ticker
 from connectors.simulated import SimulatedExchange
 from connectors.universe import DEFAULT_UNIVERSE, SymbolSpec
 from core.config import MarketDataSource, Settings
@@ -56,28 +55,51 @@ from core.exceptions import (
 )
 from core.service_registry import ServiceHealth
 from core.supervision import SupervisedTask
-from database.orm import OHLCVCandle, OrderBookSnapshot, PriceTicker, TradingPair, WatchlistItem
+from database.repositories import market_data as market_repo
+from database.repositories import watchlist as watchlist_repo
 from database.seeds.catalog import SIMULATED_EXCHANGE
-from models.base import decimal_to_str
-from models.enums import Timeframe
 from models.events import EventType, market_channel
 from services.infra.cache import CacheService
 from services.infra.database import DatabaseService
 from services.infra.event_bus import EventBus
-from utils.candles import align, timeframe_delta
+from services.market_data.feed import (
+    SNAPSHOT_DEPTH,
+    spec_for,
+    ticker_data,
+    ticker_key,
+    write_pending,
+)
+from services.market_data.history import (
+    MAX_CANDLES,
+    as_utc,
+    check_candle_query,
+    select_candles,
+    stored_candles,
+)
+from utils.candles import align
 
 log = structlog.get_logger(__name__)
 
 TickListener = Callable[[Mapping[str, Tick]], Awaitable[None]]
 
-MAX_CANDLES = 1000
+__all__ = [
+    "MAX_BOOK_DEPTH",
+    "MAX_CANDLES",
+    "SNAPSHOT_DEPTH",
+    "TICKER_TTL_SECONDS",
+    "LiveData",
+    "MarketDataService",
+    "TickListener",
+    "WatchlistEntry",
+    "ticker_data",
+    "ticker_key",
+]
+
 MAX_BOOK_DEPTH = 100
-SNAPSHOT_DEPTH = 20
 # A cached ticker outlives a few missed ticks, not a stopped market.
 TICKER_TTL_SECONDS = 60.0
 # Snapshots queued while the database is unreachable (oldest dropped beyond this).
 _MAX_PENDING_SNAPSHOTS = 1000
-_TIMEFRAMES = tuple(t.value for t in Timeframe)
 _EPSILON = timedelta(microseconds=1)
 
 
@@ -95,93 +117,8 @@ class WatchlistEntry:
     ticker: Ticker | None
 
 
-def ticker_key(symbol: str) -> str:
-    """The cache key of a symbol's latest ticker (JSON of `ticker_data`)."""
-    return f"market:ticker:{SIMULATED_EXCHANGE}:{symbol}"
-
-
-def ticker_data(ticker: Ticker) -> dict[str, Any]:
-    """A ticker as the cache and the `market_data` events carry it."""
-    return {
-        "symbol": ticker.symbol,
-        "bid": ticker.bid,
-        "ask": ticker.ask,
-        "last": ticker.last,
-        "spread": ticker.spread,
-        "volume_24h": ticker.volume_24h,
-        "change_24h": ticker.change_24h,
-        "change_percent_24h": ticker.change_percent_24h,
-        "timestamp": ticker.timestamp,
-    }
-
-
 def _normalize(raw: str) -> str:
     return raw.strip().upper().replace("-", "/")
-
-
-def _as_utc(moment: datetime | None) -> datetime | None:
-    # A query string without an offset means UTC.
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _levels(levels: Sequence[BookLevel]) -> list[list[str]]:
-    return [[decimal_to_str(level.price), decimal_to_str(level.quantity)] for level in levels]
-
-
-def _upsert(
-    session: AsyncSession, model: type[Any], keys: tuple[str, ...], rows: list[dict[str, Any]]
-) -> Awaitable[Any]:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE every column but the id and created_at."""
-    table = model.__table__
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(table)
-    kept = {"id", "created_at", *keys}
-    update = {name: statement.excluded[name] for name in rows[0] if name not in kept}
-    upsert: Executable = statement.on_conflict_do_update(index_elements=list(keys), set_=update)
-    return session.execute(upsert, rows)
-
-
-def _spec_for(row: TradingPair, spec: SymbolSpec, last_price: Decimal | None) -> SymbolSpec:
-    """The universe's price process under the table's rules, from the last stored price."""
-    rules = PairRules(
-        symbol=row.symbol,
-        base_asset=row.base_asset,
-        quote_asset=row.quote_asset,
-        tick_size=row.tick_size,
-        step_size=row.step_size,
-        min_quantity=row.min_quantity,
-        max_quantity=row.max_quantity or spec.rules.max_quantity,
-        min_notional=row.min_notional,
-        asset_class=AssetClass(row.asset_class),
-        maker_fee_bps=row.maker_fee_bps,
-        taker_fee_bps=row.taker_fee_bps,
-    )
-    start = spec.start_price if last_price is None else last_price
-    start = (start / rules.tick_size).to_integral_value(ROUND_HALF_EVEN) * rules.tick_size
-    if start <= 0:
-        start = spec.start_price
-    return replace(spec, rules=rules, start_price=start)
-
-
-def _candle_of(row: OHLCVCandle) -> Candle:
-    return Candle(
-        symbol=row.symbol,
-        timeframe=row.timeframe,
-        open_time=row.open_time,
-        open=row.open,
-        high=row.high,
-        low=row.low,
-        close=row.close,
-        volume=row.volume,
-        trades=row.trade_count or 0,
-    )
-
-
-def _select(candles: Sequence[Candle], *, from_start: bool, limit: int) -> list[Candle]:
-    ordered = sorted(candles, key=lambda c: c.open_time)
-    return ordered[:limit] if from_start else ordered[-limit:]
 
 
 class MarketDataService:
@@ -355,11 +292,12 @@ class MarketDataService:
         """Candles overlapping [start, end], oldest first: the first `limit` from `start`
         when given, otherwise the latest `limit` (merge rule in the module doc)."""
         resolved = self.resolve_symbol(symbol)
-        start, end = _as_utc(start), _as_utc(end)
-        self._check_candle_query(timeframe, start, end, limit)
+        start, end = as_utc(start), as_utc(end)
+        check_candle_query(timeframe, start, end, limit)
         exchange = self._require_exchange()
         live_start = align(exchange.start, timeframe)
-        earliest, stored = await self._stored_candles(resolved, timeframe, start, end, limit)
+        async with self._database.database.read() as session:
+            earliest, stored = await stored_candles(session, resolved, timeframe, start, end, limit)
         # Backfill stops before the first stored and the first live candle (end inclusive).
         bounds = [t - _EPSILON for t in (earliest, live_start) if t is not None]
         backfill_end = min([*bounds, end] if end is not None else bounds)
@@ -380,27 +318,20 @@ class MarketDataService:
         merged = {c.open_time: c for c in backfill if c.open_time < live_start}
         merged.update((c.open_time, c) for c in stored)
         merged.update((c.open_time, c) for c in live if c.open_time >= live_start)
-        return _select(list(merged.values()), from_start=start is not None, limit=limit)
+        return select_candles(list(merged.values()), from_start=start is not None, limit=limit)
 
     async def watchlist(self, user_id: uuid.UUID) -> list[WatchlistEntry]:
         """The user's watched symbols, oldest first, each with its live ticker."""
         async with self._database.database.read() as session:
-            items = await session.scalars(
-                select(WatchlistItem)
-                .where(WatchlistItem.user_id == user_id)
-                .order_by(WatchlistItem.sort_order, WatchlistItem.created_at, WatchlistItem.symbol)
-            )
-            rows = list(items)
+            rows = await watchlist_repo.list_items(session, user_id=user_id)
         return [self._entry(row.symbol, row.created_at) for row in rows]
 
     async def add_to_watchlist(self, user_id: uuid.UUID, *, symbol: str) -> WatchlistEntry:
         """Adds a traded symbol; one already on the watchlist is a ConflictError."""
         resolved = self.resolve_symbol(symbol)
-        item = WatchlistItem(user_id=user_id, symbol=resolved)
         try:
             async with self._database.database.transaction() as session:
-                session.add(item)
-                await session.flush()
+                item = await watchlist_repo.add_item(session, user_id=user_id, symbol=resolved)
         except IntegrityError as e:
             raise ConflictError(
                 f"{resolved} is already on the watchlist", details={"symbol": resolved}
@@ -411,12 +342,8 @@ class MarketDataService:
         """Removes the symbol (traded or not any more); NotFoundError when it is not there."""
         normalized = _normalize(symbol)
         async with self._database.database.transaction() as session:
-            result = await session.execute(
-                delete(WatchlistItem).where(
-                    WatchlistItem.user_id == user_id, WatchlistItem.symbol == normalized
-                )
-            )
-        if not getattr(result, "rowcount", 0):
+            removed = await watchlist_repo.remove_item(session, user_id=user_id, symbol=normalized)
+        if not removed:
             raise NotFoundError(
                 f"{normalized} is not on the watchlist", details={"symbol": normalized}
             )
@@ -434,24 +361,15 @@ class MarketDataService:
 
     async def _load_universe(self) -> dict[str, SymbolSpec]:
         async with self._database.database.read() as session:
-            pairs = await session.scalars(
-                select(TradingPair).where(
-                    TradingPair.exchange == SIMULATED_EXCHANGE, TradingPair.is_active.is_(True)
-                )
-            )
-            prices = await session.execute(
-                select(PriceTicker.symbol, PriceTicker.price).where(
-                    PriceTicker.exchange == SIMULATED_EXCHANGE
-                )
-            )
-            last_prices: dict[str, Decimal] = {row.symbol: row.price for row in prices}
+            pairs = await market_repo.active_pairs(session, exchange=SIMULATED_EXCHANGE)
+            last_prices = await market_repo.last_prices(session, exchange=SIMULATED_EXCHANGE)
             universe: dict[str, SymbolSpec] = {}
             for pair in pairs:
                 spec = DEFAULT_UNIVERSE.get(pair.symbol)
                 if spec is None:
                     log.warning("pair_not_simulated", symbol=pair.symbol)
                     continue
-                universe[pair.symbol] = _spec_for(pair, spec, last_prices.get(pair.symbol))
+                universe[pair.symbol] = spec_for(pair, spec, last_prices.get(pair.symbol))
         return universe
 
     async def _run(self) -> None:
@@ -502,18 +420,7 @@ class MarketDataService:
             return
         try:
             async with self._database.database.transaction() as session:
-                if tickers:
-                    await _upsert(
-                        session, PriceTicker, ("exchange", "symbol"), _ticker_rows(tickers)
-                    )
-                if candles:
-                    await _upsert(
-                        session,
-                        OHLCVCandle,
-                        ("symbol", "exchange", "timeframe", "open_time"),
-                        _candle_rows(candles.values()),
-                    )
-                session.add_all(_snapshot_rows(snapshots))
+                await write_pending(session, tickers, candles, snapshots)
         except (SQLAlchemyError, OSError):
             self.flush_errors += 1
             log.exception("market_data_flush_failed", tickers=len(tickers), candles=len(candles))
@@ -525,114 +432,3 @@ class MarketDataService:
             ]
             return
         self.flushes += 1
-
-    def _check_candle_query(
-        self, timeframe: str, start: datetime | None, end: datetime | None, limit: int
-    ) -> None:
-        if timeframe not in _TIMEFRAMES:
-            raise ValidationFailedError(
-                f"unknown timeframe {timeframe!r}; expected one of {', '.join(_TIMEFRAMES)}",
-                details={"timeframe": timeframe},
-            )
-        if not 1 <= limit <= MAX_CANDLES:
-            raise ValidationFailedError(
-                f"limit must be between 1 and {MAX_CANDLES}", details={"limit": limit}
-            )
-        if start is not None and end is not None and start >= end:
-            raise ValidationFailedError(
-                "start must be before end",
-                details={"start": start.isoformat(), "end": end.isoformat()},
-            )
-
-    async def _stored_candles(
-        self,
-        symbol: str,
-        timeframe: str,
-        start: datetime | None,
-        end: datetime | None,
-        limit: int,
-    ) -> tuple[datetime | None, list[Candle]]:
-        """The earliest stored open time of the series, and the stored candles selected."""
-        series = (
-            OHLCVCandle.symbol == symbol,
-            OHLCVCandle.exchange == SIMULATED_EXCHANGE,
-            OHLCVCandle.timeframe == timeframe,
-        )
-        query = select(OHLCVCandle).where(*series)
-        if start is not None:
-            query = query.where(OHLCVCandle.open_time >= align(start, timeframe))
-        if end is not None:
-            query = query.where(OHLCVCandle.open_time <= end)
-        order = OHLCVCandle.open_time.asc() if start is not None else OHLCVCandle.open_time.desc()
-        async with self._database.database.read() as session:
-            earliest = await session.scalar(select(func.min(OHLCVCandle.open_time)).where(*series))
-            rows = list(await session.scalars(query.order_by(order).limit(limit)))
-        return earliest, [_candle_of(row) for row in rows]
-
-
-def _ticker_rows(tickers: Mapping[str, Ticker]) -> list[dict[str, Any]]:
-    now = datetime.now(UTC)
-    return [
-        {
-            "exchange": SIMULATED_EXCHANGE,
-            "symbol": t.symbol,
-            "price": t.last,
-            "bid": t.bid,
-            "ask": t.ask,
-            "volume_24h": t.volume_24h,
-            "open_24h": t.last - t.change_24h,
-            "change_24h": t.change_24h,
-            "change_percent_24h": t.change_percent_24h,
-            "raw_data": {},
-            "observed_at": t.timestamp,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for t in tickers.values()
-    ]
-
-
-def _candle_rows(candles: Iterable[Candle]) -> list[dict[str, Any]]:
-    now = datetime.now(UTC)
-    return [
-        {
-            "exchange": SIMULATED_EXCHANGE,
-            "symbol": c.symbol,
-            "timeframe": c.timeframe,
-            "open_time": c.open_time,
-            "close_time": c.open_time + timeframe_delta(c.timeframe),
-            "open": c.open,
-            "high": c.high,
-            "low": c.low,
-            "close": c.close,
-            "volume": c.volume,
-            "trade_count": c.trades,
-            "created_at": now,
-        }
-        for c in candles
-    ]
-
-
-def _snapshot_rows(snapshots: Sequence[tuple[OrderBook, int]]) -> list[OrderBookSnapshot]:
-    rows = []
-    for book, sequence in snapshots:
-        bids, asks = book.bids[:SNAPSHOT_DEPTH], book.asks[:SNAPSHOT_DEPTH]
-        best_bid, best_ask = book.best_bid, book.best_ask
-        spread = mid = None
-        if best_bid is not None and best_ask is not None:
-            spread, mid = best_ask - best_bid, (best_ask + best_bid) / 2
-        rows.append(
-            OrderBookSnapshot(
-                exchange=SIMULATED_EXCHANGE,
-                symbol=book.symbol,
-                bids=_levels(bids),
-                asks=_levels(asks),
-                best_bid=best_bid,
-                best_ask=best_ask,
-                spread=spread,
-                mid=mid,
-                sequence=sequence,
-                taken_at=book.timestamp,
-            )
-        )
-    return rows

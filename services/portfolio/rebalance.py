@@ -15,26 +15,18 @@ The rules, chosen so that every planned order can be placed as planned:
   that rounds to nothing or falls below the pair's minimum quantity or notional is kept
   in the plan as skipped, with the rule it breaks.
 
-`order_read` and `plan_read` shape a plan (and what placing it did) as the API shows it.
+The planner's output is its own dataclasses (`RebalancePlan`, `Allocation`,
+`PlannedOrder`); the service shapes them, and what placing them did, for the API.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 from connectors.base import PairRules
-from core.exceptions import AppError
 from models.enums import OrderSide
-from models.portfolio import (
-    AllocationRead,
-    RebalanceOrderRead,
-    RebalanceOrderStatus,
-    RebalancePlanRead,
-)
-from models.trading import OrderRead
 from services.paper_trading.rules import RuleCode, round_down_to_step
 
 _ZERO = Decimal(0)
@@ -197,61 +189,3 @@ def _order(
     if skip is None:
         return PlannedOrder(symbol, side, quantity, price, notional)
     return PlannedOrder(symbol, side, quantity, price, notional, skip[0], skip[1])
-
-
-def order_read(
-    planned: PlannedOrder, order: OrderRead | None, *, failure: AppError | None = None
-) -> RebalanceOrderRead:
-    status = RebalanceOrderStatus.PLANNED
-    reason_code = planned.skip_code.value if planned.skip_code else None
-    reason = planned.skip_reason
-    if planned.skipped:
-        status = RebalanceOrderStatus.SKIPPED
-    elif failure is not None:
-        status, reason_code, reason = RebalanceOrderStatus.FAILED, failure.code, failure.message
-    elif order is not None:
-        status = RebalanceOrderStatus.PLACED
-        reason = order.reject_reason
-    return RebalanceOrderRead(
-        symbol=planned.symbol,
-        side=planned.side,
-        quantity=planned.quantity,
-        expected_price=planned.price,
-        expected_notional=planned.notional,
-        status=status,
-        reason_code=reason_code,
-        reason=reason,
-        order=order,
-    )
-
-
-def plan_read(
-    plan_id: uuid.UUID,
-    account_id: uuid.UUID,
-    dry_run: bool,
-    plan: RebalancePlan,
-    targets: dict[str, Decimal],
-    orders: list[RebalanceOrderRead],
-) -> RebalancePlanRead:
-    return RebalancePlanRead(
-        plan_id=plan_id,
-        account_id=account_id,
-        dry_run=dry_run,
-        equity=plan.equity,
-        cash=plan.cash,
-        cash_weight=1 - sum(targets.values(), _ZERO),
-        allocations=[
-            AllocationRead(
-                symbol=a.symbol,
-                mark_price=a.mark,
-                current_quantity=a.current_quantity,
-                current_value=a.current_value,
-                current_weight=a.current_weight,
-                target_weight=a.target_weight,
-                target_value=a.target_value,
-                target_quantity=a.target_quantity,
-            )
-            for a in plan.allocations
-        ],
-        orders=orders,
-    )

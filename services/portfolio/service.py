@@ -16,85 +16,76 @@ Every `snapshot_interval_seconds` a supervised loop snapshots every active accou
 every user, updates the account's `max_drawdown` (all-time, against the highest
 snapshot) and `sharpe_ratio` (over the last 30 days of snapshots), and publishes a
 `portfolio_update` on the `portfolio` channel.
+
+The parts: valuation.py values an account, metrics.py computes the performance
+measures, rebalance.py plans the rebalancing orders (pure); the queries are in
+database/repositories/portfolio.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from connectors.base import PairRules, Ticker
 from core.config import Settings
 from core.exceptions import AppError, NotFoundError, ValidationFailedError
 from core.service_registry import ServiceHealth
 from core.supervision import SupervisedTask
-from database.orm import PortfolioSnapshot, Position, Trade, TradingAccount
-from database.repositories.accounts import balances_of, find_account
-from models.enums import OrderSide, OrderType
+from database.locking import consistent_reads
+from database.orm import TradingAccount
+from database.repositories import portfolio as portfolio_repo
+from database.repositories.accounts import find_account
+from models.enums import OrderType
 from models.events import Channel, EventType
 from models.portfolio import (
     AccountMetricsRead,
-    EquityPoint,
+    AllocationRead,
     PerformancePeriod,
     PerformanceRead,
     PortfolioSnapshotRead,
     PortfolioSummaryRead,
     RebalanceOrderRead,
+    RebalanceOrderStatus,
     RebalancePlanRead,
     RebalanceRequest,
 )
-from models.trading import (
-    AccountRead,
-    BalanceRead,
-    OrderCreate,
-    OrderRead,
-    PaperPortfolioRead,
-    PositionRead,
-)
+from models.trading import OrderCreate, OrderRead, PaperPortfolioRead, PositionRead
 from services.infra.database import DatabaseService
 from services.infra.event_bus import EventBus
+from services.portfolio import metrics
+from services.portfolio.metrics import DEFAULT_CURVE_POINTS, SHARPE_WINDOW
 from services.portfolio.rebalance import (
     Holding,
     PlannedOrder,
     Quote,
-    order_read,
-    plan_read,
+    RebalancePlan,
     plan_rebalance,
 )
+from services.portfolio.valuation import MarketPrices, Valuation, value_at_mark
 from utils import performance
+
+__all__ = [
+    "DAILY_WINDOW",
+    "DEFAULT_CURVE_POINTS",
+    "SHARPE_WINDOW",
+    "MarketPrices",
+    "OrderPlacer",
+    "PortfolioService",
+    "Valuation",
+]
 
 log = structlog.get_logger(__name__)
 
-SHARPE_WINDOW = timedelta(days=30)
 DAILY_WINDOW = timedelta(days=1)
-DEFAULT_CURVE_POINTS = 500
-# Sharpe is an estimate: six decimals are plenty, and keep it inside the NUMERIC column.
-_SHARPE_QUANTUM = Decimal("0.000001")
-_MAX_STORED_SHARPE = 1e12
 _ZERO = Decimal(0)
-
-
-class MarketPrices(Protocol):
-    """What the portfolio needs from the market data service."""
-
-    def mark_price(self, symbol: str) -> Decimal | None: ...
-
-    def resolve_symbol(self, raw: str) -> str: ...
-
-    def pair_rules(self, symbol: str) -> PairRules: ...
-
-    def ticker(self, symbol: str) -> Ticker: ...
 
 
 class OrderPlacer(Protocol):
@@ -108,27 +99,6 @@ class OrderPlacer(Protocol):
         agent_id: uuid.UUID | None = None,
         decision_id: uuid.UUID | None = None,
     ) -> OrderRead: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Valuation:
-    account: AccountRead
-    balances: list[BalanceRead]
-    positions: list[PositionRead]
-    cash: Decimal
-    free_cash: Decimal
-    positions_value: Decimal
-    realized_pnl: Decimal
-    unrealized_pnl: Decimal
-    fees: Decimal
-
-    @property
-    def equity(self) -> Decimal:
-        return self.cash + self.positions_value
-
-    @property
-    def total_pnl(self) -> Decimal:
-        return self.realized_pnl + self.unrealized_pnl - self.fees
 
 
 class PortfolioService:
@@ -178,8 +148,7 @@ class PortfolioService:
         PostgreSQL's READ COMMITTED would let a fill commit between the balances and the
         positions queries, so a valuation runs REPEATABLE READ there."""
         async with self._database.database.read() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            await consistent_reads(session)
             yield session
 
     # --- valuation -----------------------------------------------------------------------
@@ -209,16 +178,9 @@ class PortfolioService:
         async with self._read() as session:
             account = await find_account(session, user_id, account_id)
             valuation = await self.value_account(session, account)
-            query = (
-                select(PortfolioSnapshot.equity, PortfolioSnapshot.taken_at)
-                .where(
-                    PortfolioSnapshot.account_id == account.id,
-                    PortfolioSnapshot.taken_at <= now - DAILY_WINDOW,
-                )
-                .order_by(PortfolioSnapshot.taken_at.desc())
-                .limit(1)
+            reference = await portfolio_repo.latest_snapshot_at_or_before(
+                session, account.id, user_id=account.user_id, at=now - DAILY_WINDOW
             )
-            reference = (await session.execute(query)).one_or_none()
         reference_equity, reference_at = reference or (account.initial_balance, None)
         return PortfolioSummaryRead(
             account_id=account.id,
@@ -245,12 +207,9 @@ class PortfolioService:
         async with self._read() as session:
             account = await find_account(session, user_id, account_id)
             valuation = await self.value_account(session, account)
-            query = select(PortfolioSnapshot.taken_at).where(
-                PortfolioSnapshot.account_id == account.id
+            last_snapshot_at = await portfolio_repo.last_snapshot_at(
+                session, account.id, user_id=account.user_id
             )
-            last_snapshot_at = (
-                await session.execute(query.order_by(PortfolioSnapshot.taken_at.desc()).limit(1))
-            ).scalar_one_or_none()
         return AccountMetricsRead(
             account_id=account.id,
             equity=valuation.equity,
@@ -271,42 +230,7 @@ class PortfolioService:
     async def value_account(self, session: AsyncSession, account: TradingAccount) -> Valuation:
         """The account's balances and open positions marked to the latest price (a
         position without a price counts at cost), read in the caller's session."""
-        balances = await balances_of(session, account.id)
-        query = select(Position).where(Position.account_id == account.id).order_by(Position.symbol)
-        # Money is compared in Python: SQLite stores it as text (database/orm/types.py).
-        held = [p for p in (await session.execute(query)).scalars() if p.quantity > 0]
-        positions = [self._mark(p) for p in held]
-        cash = sum((b.free + b.locked for b in balances if b.asset == account.base_currency), _ZERO)
-        free_cash = sum((b.free for b in balances if b.asset == account.base_currency), _ZERO)
-        return Valuation(
-            account=AccountRead.model_validate(account),
-            balances=[BalanceRead.model_validate(b) for b in balances],
-            positions=positions,
-            cash=cash,
-            free_cash=free_cash,
-            positions_value=sum(
-                (p.market_value if p.market_value is not None else p.cost_basis for p in positions),
-                _ZERO,
-            ),
-            realized_pnl=account.realized_pnl,
-            unrealized_pnl=sum((p.unrealized_pnl or _ZERO for p in positions), _ZERO),
-            fees=account.total_fees,
-        )
-
-    def _mark(self, position: Position) -> PositionRead:
-        mark = self._market.mark_price(position.symbol)
-        value = None if mark is None else position.quantity * mark
-        return PositionRead(
-            symbol=position.symbol,
-            quantity=position.quantity,
-            avg_price=position.avg_price,
-            cost_basis=position.cost_basis,
-            mark_price=mark,
-            market_value=value,
-            unrealized_pnl=None if value is None else value - position.cost_basis,
-            realized_pnl=position.realized_pnl,
-            last_trade_at=position.last_trade_at,
-        )
+        return await value_at_mark(session, account, self._market)
 
     # --- performance ---------------------------------------------------------------------
 
@@ -324,8 +248,8 @@ class PortfolioService:
         over `period`, which reaches back from `end` (now by default)."""
         if max_points < 2:
             raise ValueError("max_points must be >= 2")
-        end = _as_utc(end) if end is not None else datetime.now(UTC)
-        start = _as_utc(start) if start is not None else None
+        end = metrics.as_utc(end) if end is not None else datetime.now(UTC)
+        start = metrics.as_utc(start) if start is not None else None
         if start is not None:
             period = None
         elif period is not None and period.length is not None:
@@ -336,9 +260,15 @@ class PortfolioService:
             )
         async with self._read() as session:
             account = await find_account(session, user_id, account_id)
-            snapshots = await _snapshots(session, account.id, start=start, end=end)
-            closed = await _closed_trade_results(session, account.id, start=start, end=end)
-        return _performance(account.id, period, start, end, snapshots, closed, max_points)
+            snapshots = await portfolio_repo.snapshots_between(
+                session, account.id, user_id=account.user_id, start=start, end=end
+            )
+            closed = await metrics.closed_trade_results(
+                session, account.id, user_id=account.user_id, start=start, end=end
+            )
+        return metrics.performance_read(
+            account.id, period, start, end, snapshots, closed, max_points
+        )
 
     # --- snapshots -----------------------------------------------------------------------
 
@@ -346,33 +276,31 @@ class PortfolioService:
         """Record the account's valuation now and update its max drawdown and Sharpe."""
         now = datetime.now(UTC)
         async with self._database.database.transaction() as session:
-            query = select(TradingAccount).where(TradingAccount.id == account_id)
-            if session.get_bind().dialect.name == "postgresql":
-                # Orders lock the account first: holding it, the reads below see no fill
-                # half-way (the new position with the cash from before it).
-                query = query.with_for_update()
-            account = (await session.execute(query)).scalar_one_or_none()
+            # Internal (the snapshot loop spans users). Orders lock the account first:
+            # holding it, the reads below see no fill half-way.
+            account = await portfolio_repo.lock_account_for_snapshot(session, account_id)
             if account is None:
                 raise NotFoundError(
                     f"account {account_id} not found", details={"account_id": str(account_id)}
                 )
-            valuation = await self.value_account(session, account)
-            row = PortfolioSnapshot(
+            valued = await self.value_account(session, account)
+            row = await portfolio_repo.add_snapshot(
+                session,
+                account.id,
                 user_id=account.user_id,
-                account_id=account.id,
-                equity=valuation.equity,
-                cash=valuation.cash,
-                positions_value=valuation.positions_value,
-                realized_pnl=valuation.realized_pnl,
-                unrealized_pnl=valuation.unrealized_pnl,
-                fees=valuation.fees,
+                equity=valued.equity,
+                cash=valued.cash,
+                positions_value=valued.positions_value,
+                realized_pnl=valued.realized_pnl,
+                unrealized_pnl=valued.unrealized_pnl,
+                fees=valued.fees,
                 taken_at=now,
             )
-            session.add(row)
-            await session.flush()
-            peak, drawdown = await self._drawdown(session, account.id, valuation.equity)
+            peak, drawdown = await self._drawdown(session, account, valued.equity)
             account.max_drawdown = max(account.max_drawdown, drawdown)
-            account.sharpe_ratio = await _trailing_sharpe(session, account.id, now)
+            account.sharpe_ratio = await metrics.trailing_sharpe(
+                session, account.id, user_id=account.user_id, now=now
+            )
             snapshot = PortfolioSnapshotRead.model_validate(row)
             user_id = account.user_id
         self._peaks[account_id] = peak
@@ -391,12 +319,8 @@ class PortfolioService:
         One account failing is logged and counted; the others are still snapshotted.
         """
         async with self._database.database.read() as session:
-            query = (
-                select(TradingAccount.id)
-                .where(TradingAccount.is_active.is_(True))
-                .order_by(TradingAccount.created_at, TradingAccount.id)
-            )
-            account_ids = list((await session.execute(query)).scalars())
+            # Internal: the round spans every user's accounts.
+            account_ids = await portfolio_repo.active_account_ids(session)
         taken = 0
         for account_id in account_ids:
             try:
@@ -414,18 +338,15 @@ class PortfolioService:
             await self.snapshot_all()
 
     async def _drawdown(
-        self, session: AsyncSession, account_id: uuid.UUID, equity: Decimal
+        self, session: AsyncSession, account: TradingAccount, equity: Decimal
     ) -> tuple[Decimal, Decimal]:
         """(all-time peak, drawdown) with the snapshot just added; a peak not yet known
         is read from every snapshot, and so is the drawdown of that whole history."""
-        peak = self._peaks.get(account_id)
+        peak = self._peaks.get(account.id)
         if peak is None:
-            query = (
-                select(PortfolioSnapshot.equity)
-                .where(PortfolioSnapshot.account_id == account_id)
-                .order_by(PortfolioSnapshot.taken_at, PortfolioSnapshot.id)
+            history = await portfolio_repo.equity_history(
+                session, account.id, user_id=account.user_id
             )
-            history = list((await session.execute(query)).scalars())
             return max(history), performance.max_drawdown(history)
         peak = max(peak, equity)
         return peak, (peak - equity) / peak if peak > 0 else _ZERO
@@ -438,20 +359,20 @@ class PortfolioService:
         each reports placed or failed, with the reason."""
         async with self._read() as session:
             account = await find_account(session, user_id, request.account_id)
-            valuation = await self.value_account(session, account)
+            valued = await self.value_account(session, account)
         targets = self._resolve_targets(request, account.base_currency)
-        free = {b.asset: b.free for b in valuation.balances}
-        held = {p.symbol for p in valuation.positions}
+        free = {b.asset: b.free for b in valued.balances}
+        held = {p.symbol for p in valued.positions}
         rules = {s: self._market.pair_rules(s) for s in {*targets, *held}}
         holdings = {
             p.symbol: Holding(p.quantity, free.get(rules[p.symbol].base_asset, _ZERO))
-            for p in valuation.positions
+            for p in valued.positions
         }
         quotes = {s: self._quote(s) for s in rules}
         try:
             plan = plan_rebalance(
-                cash=valuation.cash,
-                free_cash=valuation.free_cash,
+                cash=valued.cash,
+                free_cash=valued.free_cash,
                 holdings=holdings,
                 targets=targets,
                 quotes=quotes,
@@ -462,7 +383,7 @@ class PortfolioService:
             raise ValidationFailedError(str(e), code="cannot_rebalance") from e
         plan_id = uuid.uuid4()
         if request.dry_run:
-            orders = [order_read(o, None) for o in plan.orders]
+            orders = [_order_read(o, None) for o in plan.orders]
         else:
             orders = [
                 await self._execute(user_id, account.id, plan_id, index, planned)
@@ -475,7 +396,7 @@ class PortfolioService:
             dry_run=request.dry_run,
             orders=len(orders),
         )
-        return plan_read(plan_id, account.id, request.dry_run, plan, targets, orders)
+        return _plan_read(plan_id, account.id, request.dry_run, plan, targets, orders)
 
     def _resolve_targets(self, request: RebalanceRequest, currency: str) -> dict[str, Decimal]:
         """Canonical symbol -> weight; unknown symbols are 404, other quotes are 422."""
@@ -513,7 +434,7 @@ class PortfolioService:
         planned: PlannedOrder,
     ) -> RebalanceOrderRead:
         if planned.skipped:
-            return order_read(planned, None)
+            return _order_read(planned, None)
         request = OrderCreate(
             symbol=planned.symbol,
             side=planned.side,
@@ -528,112 +449,63 @@ class PortfolioService:
             order = await self._orders.place_order(user_id, request)
         except AppError as e:
             log.warning("rebalance_order_failed", plan_id=str(plan_id), code=e.code)
-            return order_read(planned, None, failure=e)
-        return order_read(planned, order)
+            return _order_read(planned, None, failure=e)
+        return _order_read(planned, order)
 
 
-def _as_utc(moment: datetime) -> datetime:
-    """A bound without a zone is taken as UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-async def _snapshots(
-    session: AsyncSession, account_id: uuid.UUID, *, start: datetime | None, end: datetime
-) -> list[PortfolioSnapshot]:
-    query = select(PortfolioSnapshot).where(
-        PortfolioSnapshot.account_id == account_id, PortfolioSnapshot.taken_at <= end
+def _order_read(
+    planned: PlannedOrder, order: OrderRead | None, *, failure: AppError | None = None
+) -> RebalanceOrderRead:
+    status = RebalanceOrderStatus.PLANNED
+    reason_code = planned.skip_code.value if planned.skip_code else None
+    reason = planned.skip_reason
+    if planned.skipped:
+        status = RebalanceOrderStatus.SKIPPED
+    elif failure is not None:
+        status, reason_code, reason = RebalanceOrderStatus.FAILED, failure.code, failure.message
+    elif order is not None:
+        status = RebalanceOrderStatus.PLACED
+        reason = order.reject_reason
+    return RebalanceOrderRead(
+        symbol=planned.symbol,
+        side=planned.side,
+        quantity=planned.quantity,
+        expected_price=planned.price,
+        expected_notional=planned.notional,
+        status=status,
+        reason_code=reason_code,
+        reason=reason,
+        order=order,
     )
-    if start is not None:
-        query = query.where(PortfolioSnapshot.taken_at >= start)
-    query = query.order_by(PortfolioSnapshot.taken_at, PortfolioSnapshot.id)
-    return list((await session.execute(query)).scalars())
 
 
-async def _closed_trade_results(
-    session: AsyncSession, account_id: uuid.UUID, *, start: datetime | None, end: datetime
-) -> list[Decimal]:
-    """Net result (realized PnL minus fee) of each fill that reduced a position: on a
-    spot, long-only account, every sell."""
-    query = select(Trade.realized_pnl, Trade.fee).where(
-        Trade.account_id == account_id,
-        Trade.side == OrderSide.SELL.value,
-        Trade.executed_at <= end,
-    )
-    if start is not None:
-        query = query.where(Trade.executed_at >= start)
-    return [pnl - fee for pnl, fee in (await session.execute(query)).all()]
-
-
-async def _trailing_sharpe(
-    session: AsyncSession, account_id: uuid.UUID, now: datetime
-) -> Decimal | None:
-    query = (
-        select(PortfolioSnapshot.taken_at, PortfolioSnapshot.equity)
-        .where(
-            PortfolioSnapshot.account_id == account_id,
-            PortfolioSnapshot.taken_at >= now - SHARPE_WINDOW,
-        )
-        .order_by(PortfolioSnapshot.taken_at, PortfolioSnapshot.id)
-    )
-    rows = (await session.execute(query)).all()
-    periods = performance.periods_per_year([taken_at for taken_at, _ in rows])
-    if periods is None:
-        return None
-    sharpe = performance.sharpe_ratio(
-        performance.simple_returns([equity for _, equity in rows]), periods
-    )
-    if sharpe is None or not math.isfinite(sharpe) or abs(sharpe) >= _MAX_STORED_SHARPE:
-        return None
-    return Decimal(repr(sharpe)).quantize(_SHARPE_QUANTUM)
-
-
-def _performance(
+def _plan_read(
+    plan_id: uuid.UUID,
     account_id: uuid.UUID,
-    period: PerformancePeriod | None,
-    start: datetime | None,
-    end: datetime,
-    snapshots: Sequence[PortfolioSnapshot],
-    closed: Sequence[Decimal],
-    max_points: int,
-) -> PerformanceRead:
-    equity = [s.equity for s in snapshots]
-    drawdowns = performance.drawdowns(equity)
-    returns = performance.simple_returns(equity)
-    periods = performance.periods_per_year([s.taken_at for s in snapshots])
-    # Thin the curve evenly to at most max_points, keeping the first and the last point.
-    last = len(snapshots) - 1
-    stride = math.ceil(last / (max_points - 1)) if len(snapshots) > max_points else 1
-    kept = [i for i in range(len(snapshots)) if i % stride == 0 or i == last]
-    curve = [
-        EquityPoint(
-            taken_at=snapshots[i].taken_at,
-            equity=snapshots[i].equity,
-            cash=snapshots[i].cash,
-            positions_value=snapshots[i].positions_value,
-            drawdown=drawdowns[i],
-        )
-        for i in kept
-    ]
-    winning = sum(1 for r in closed if r > 0)
-    return PerformanceRead(
+    dry_run: bool,
+    plan: RebalancePlan,
+    targets: dict[str, Decimal],
+    orders: list[RebalanceOrderRead],
+) -> RebalancePlanRead:
+    return RebalancePlanRead(
+        plan_id=plan_id,
         account_id=account_id,
-        period=period,
-        start=start,
-        end=end,
-        snapshots=len(snapshots),
-        curve=curve,
-        start_equity=equity[0] if equity else None,
-        end_equity=equity[-1] if equity else None,
-        pnl=equity[-1] - equity[0] if equity else None,
-        total_return=performance.total_return(equity),
-        max_drawdown=max(drawdowns, default=_ZERO),
-        periods_per_year=periods,
-        volatility=None if periods is None else performance.volatility(returns, periods),
-        sharpe_ratio=None if periods is None else performance.sharpe_ratio(returns, periods),
-        sortino_ratio=None if periods is None else performance.sortino_ratio(returns, periods),
-        closed_trades=len(closed),
-        winning_trades=winning,
-        losing_trades=sum(1 for r in closed if r < 0),
-        win_rate=performance.win_rate(winning, len(closed)),
-        profit_factor=performance.profit_factor(closed),
+        dry_run=dry_run,
+        equity=plan.equity,
+        cash=plan.cash,
+        cash_weight=1 - sum(targets.values(), _ZERO),
+        allocations=[
+            AllocationRead(
+                symbol=a.symbol,
+                mark_price=a.mark,
+                current_quantity=a.current_quantity,
+                current_value=a.current_value,
+                current_weight=a.current_weight,
+                target_weight=a.target_weight,
+                target_value=a.target_value,
+                target_quantity=a.target_quantity,
+            )
+            for a in plan.allocations
+        ],
+        orders=orders,
     )
