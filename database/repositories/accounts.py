@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.exceptions import NotFoundError
+from database.locking import for_update
 from database.orm import AccountBalance, TradingAccount
 from models.enums import AccountType
 
@@ -122,4 +124,40 @@ async def create_paper_account(
         )
     )
     await session.flush()
+    return account
+
+
+def _lock_query(account_id: uuid.UUID) -> Select[Any]:
+    # Select[Any]: locking.for_update's type variable is bound to a row tuple.
+    # populate_existing: rows read earlier in this session (unlocked) are overwritten
+    # with what the lock returns, the latest committed values.
+    return (
+        select(TradingAccount)
+        .where(TradingAccount.id == account_id)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def lock_account(
+    session: AsyncSession, account_id: uuid.UUID, *, user_id: uuid.UUID
+) -> TradingAccount | None:
+    """The user's account `account_id`, its row locked until the transaction ends
+    (PostgreSQL; SQLite's write transaction holds the whole database). None when the
+    user has no such account. Read its balances after this, in a second statement
+    (`balances.of_locked_account`): see there why."""
+    query = _lock_query(account_id).where(TradingAccount.user_id == user_id)
+    account: TradingAccount | None = (
+        await session.execute(for_update(session, query))
+    ).scalar_one_or_none()
+    return account
+
+
+async def lock_account_by_id(session: AsyncSession, account_id: uuid.UUID) -> TradingAccount | None:
+    """`lock_account` without the user filter. Internal: for an id already authorised
+    (the account of an order the user owns, or of an open order the tick-driven fill
+    path matched, which spans users)."""
+    query = _lock_query(account_id)
+    account: TradingAccount | None = (
+        await session.execute(for_update(session, query))
+    ).scalar_one_or_none()
     return account

@@ -27,13 +27,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
 from core.exceptions import ConflictError, InsufficientFundsError, NotFoundError
 from database.orm import AccountBalance, Position, Trade, TradingAccount
 from database.orm.types import MONEY_SCALE, utcnow
+from database.repositories import accounts as account_repo
+from database.repositories import balances as balance_repo
+from database.repositories import positions as position_repo
+from database.repositories import trades as trade_repo
 from models.enums import Liquidity, OrderSide
 from services.paper_trading.matching import MONEY_CONTEXT, Fill
 
@@ -111,31 +113,15 @@ async def lock_book(session: AsyncSession, account_id: uuid.UUID) -> Book:
 async def _locked_book(
     session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID | None
 ) -> Book | None:
-    """The account row, locked, then its balances. Two statements on purpose: under
-    READ COMMITTED a statement that waited for the row lock sees the locked row as
-    committed after the wait but every other row as of its start, so balances read in
-    the same statement could predate the previous order. Read after the lock, they
-    are current (every writer of balances takes the account lock first)."""
-    # populate_existing: rows read earlier in this session (unlocked) are overwritten
-    # with what the lock returns, the latest committed values.
-    account_query = (
-        select(TradingAccount)
-        .where(TradingAccount.id == account_id)
-        .execution_options(populate_existing=True)
-    )
+    """The account row, locked, then its balances, in a second statement (see
+    `balances.of_locked_account` for why)."""
     if user_id is not None:
-        account_query = account_query.where(TradingAccount.user_id == user_id)
-    if session.get_bind().dialect.name == "postgresql":
-        account_query = account_query.with_for_update()
-    account = (await session.execute(account_query)).scalar_one_or_none()
+        account = await account_repo.lock_account(session, account_id, user_id=user_id)
+    else:
+        account = await account_repo.lock_account_by_id(session, account_id)
     if account is None:
         return None
-    balance_query = (
-        select(AccountBalance)
-        .where(AccountBalance.account_id == account_id)
-        .execution_options(populate_existing=True)
-    )
-    return Book.of(account, (await session.execute(balance_query)).scalars())
+    return Book.of(account, await balance_repo.of_locked_account(session, account_id))
 
 
 def change_balance(
@@ -171,7 +157,8 @@ def change_balance(
 
 async def write_balances(session: AsyncSession, book: Book) -> None:
     """Store what the transaction did to the balances: an insert for a new asset, a
-    compare-and-set update on the values read under the lock for the others."""
+    compare-and-set update on the values read under the lock for the others; then
+    flush everything the transaction changed."""
     account = book.account
     now = utcnow()
     for asset, balance in book.balances.items():
@@ -179,60 +166,37 @@ async def write_balances(session: AsyncSession, book: Book) -> None:
             continue
         row = balance.row
         if row is None:
-            row = AccountBalance(
-                id=uuid.uuid4(),
+            balance.row = balance_repo.add(
+                session,
                 user_id=account.user_id,
                 account_id=account.id,
                 asset=asset,
                 free=balance.free,
                 locked=balance.locked,
             )
-            session.add(row)
-            balance.row = row
             continue
-        result = await session.execute(
-            update(AccountBalance)
-            .where(
-                AccountBalance.id == row.id,
-                AccountBalance.free == row.free,
-                AccountBalance.locked == row.locked,
-            )
-            .values(free=balance.free, locked=balance.locked, updated_at=now)
-            .execution_options(synchronize_session=False)
+        changed = await balance_repo.compare_and_set(
+            session, row, free=balance.free, locked=balance.locked, updated_at=now
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if changed != 1:
             raise LedgerConflictError(
                 f"the {asset} balance changed during the order; retry",
                 details={"asset": asset},
             )
-        # The ORM copy now matches the row, and no later flush writes it again.
-        set_committed_value(row, "free", balance.free)
-        set_committed_value(row, "locked", balance.locked)
-    await session.flush()
+    await balance_repo.flush(session)
 
 
 async def position_of(session: AsyncSession, account: TradingAccount, symbol: str) -> Position:
-    query = (
-        select(Position)
-        .where(Position.account_id == account.id, Position.symbol == symbol)
-        .execution_options(populate_existing=True)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    position = (await session.execute(query)).scalar_one_or_none()
+    """The account's position in `symbol`, locked; a new flat one when it has none."""
+    position = await position_repo.lock_position(session, account.id, symbol)
     if position is None:
-        position = Position(
-            id=uuid.uuid4(),
+        position = position_repo.add_empty(
+            session,
             user_id=account.user_id,
             account_id=account.id,
             agent_id=account.agent_id,
             symbol=symbol,
-            quantity=_ZERO,
-            avg_price=_ZERO,
-            cost_basis=_ZERO,
-            realized_pnl=_ZERO,
         )
-        session.add(position)
     return position
 
 
@@ -298,8 +262,8 @@ def book_fill(
         )
         position.last_trade_at = executed_at
         account.total_fees = account.total_fees + fill.fee
-    trade = Trade(
-        id=uuid.uuid4(),
+    trade = trade_repo.add(
+        session,
         user_id=account.user_id,
         order_id=order_id,
         account_id=account.id,
@@ -313,5 +277,4 @@ def book_fill(
         realized_pnl=realized,
         executed_at=executed_at,
     )
-    session.add(trade)
     return Booked(trade, realized)

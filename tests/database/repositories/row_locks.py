@@ -1,0 +1,38 @@
+"""A check shared by the repository tests: does a query hold its rows (PostgreSQL)?"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from database.connection import Database
+
+Locker = Callable[[AsyncSession], Awaitable[Any]]
+
+
+async def assert_holds_until_commit(db: Database, first: Locker, second: Locker) -> None:
+    """`second`, in another transaction, waits while `first`'s transaction is open and
+    goes through once it commits."""
+    locked, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction() as session:
+            await first(session)
+            locked.set()
+            await release.wait()
+
+    async def waiter() -> None:
+        async with db.transaction() as session:
+            await second(session)
+
+    held = asyncio.create_task(holder())
+    await asyncio.wait_for(locked.wait(), 5)
+    waiting = asyncio.create_task(waiter())
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), "the second lock did not wait for the first"
+    release.set()
+    await asyncio.wait_for(held, 5)
+    await asyncio.wait_for(waiting, 5)
