@@ -25,7 +25,7 @@ from models.agents import (
     ReplayRead,
 )
 from models.base import Page
-from services.agents.calibration import Calibration
+from models.calibration import Calibration
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=ExactDecimalRoute)
 

@@ -1,6 +1,6 @@
 """Is an agent's confidence worth anything? Closed trades against the confidence behind them.
 
-Pure, `Decimal` only:
+Pure, `Decimal` only (the response models are models/calibration.py):
 
 - Five buckets by confidence, [0, 0.2), [0.2, 0.4), [0.4, 0.6), [0.6, 0.8), [0.8, 1]:
   a bucket holds its low edge, and the last one also holds 1.
@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
-from models.base import AppModel, DecimalStr, decimal_to_str
+from models.base import decimal_to_str
+from models.calibration import Calibration as Calibration
+from models.calibration import CalibrationBucket as CalibrationBucket
 from services.paper_trading.matching import MONEY_CONTEXT
 
 HIGH_CONFIDENCE = Decimal("0.7")
@@ -43,29 +45,6 @@ class Outcome:
     def __post_init__(self) -> None:
         if not _ZERO <= self.confidence <= _ONE:
             raise ValueError("confidence must be within [0, 1]")
-
-
-class CalibrationBucket(AppModel):
-    """Trades with confidence in [low, high); the last bucket includes 1."""
-
-    low: DecimalStr
-    high: DecimalStr
-    trades: int
-    wins: int
-    win_rate: DecimalStr | None
-    mean_confidence: DecimalStr | None
-
-
-class Calibration(AppModel):
-    trades: int
-    wins: int
-    buckets: list[CalibrationBucket]
-    brier_score: DecimalStr | None
-    # Confidence >= 0.7 and < 0.5.
-    high_confidence_win_rate: DecimalStr | None
-    low_confidence_win_rate: DecimalStr | None
-    informative: bool | None
-    summary: str
 
 
 def calibrate(outcomes: Sequence[Outcome], *, min_samples: int = 10) -> Calibration:

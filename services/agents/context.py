@@ -18,19 +18,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import AgentSettings
-from core.exceptions import NotFoundError
-from database.orm import (
-    Agent,
-    AgentDecision,
-    LLMCall,
-    PortfolioSnapshot,
-    TradingAccount,
-)
+from database.orm import Agent, TradingAccount
 from database.orm.types import utcnow
+from database.repositories import agents as agents_repo
+from database.repositories import decisions as decisions_repo
+from database.repositories import llm_calls as llm_calls_repo
+from database.repositories import portfolio as portfolio_repo
+from database.repositories.decisions import SummaryRow
 from models.agents import AgentStats
 from models.decisions import (
     AgentContext,
@@ -83,51 +80,27 @@ def utc_midnight(now: datetime) -> datetime:
 async def owned_agent(
     session: AsyncSession, user_id: uuid.UUID, agent_id: uuid.UUID
 ) -> tuple[Agent, TradingAccount]:
-    query = (
-        select(Agent, TradingAccount)
-        .join(TradingAccount, TradingAccount.agent_id == Agent.id)
-        .where(Agent.id == agent_id, Agent.user_id == user_id, Agent.deleted_at.is_(None))
-        .execution_options(populate_existing=True)
-    )
-    row = (await session.execute(query)).first()
-    if row is None:
-        raise NotFoundError(f"agent {agent_id} not found", details={"agent_id": str(agent_id)})
-    return row[0], row[1]
+    """The user's live agent and its account; NotFoundError otherwise."""
+    return await agents_repo.find_owned(session, agent_id, user_id=user_id)
 
 
 async def live_agents(
     session: AsyncSession, user_id: uuid.UUID
 ) -> list[tuple[Agent, TradingAccount]]:
     """The user's agents that are not deleted, with their accounts, oldest first."""
-    query = (
-        select(Agent, TradingAccount)
-        .join(TradingAccount, TradingAccount.agent_id == Agent.id)
-        .where(Agent.user_id == user_id, Agent.deleted_at.is_(None))
-        .order_by(Agent.created_at, Agent.id)
-    )
-    return [(agent, account) for agent, account in (await session.execute(query)).all()]
+    return await agents_repo.live_agents(session, user_id=user_id)
 
 
 async def last_decided(
     session: AsyncSession, agent_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, datetime]:
     """When each agent last decided: its newest decision row (absent if it has none)."""
-    if not agent_ids:
-        return {}
-    query = (
-        select(AgentDecision.agent_id, func.max(AgentDecision.created_at))
-        .where(AgentDecision.agent_id.in_(agent_ids))
-        .group_by(AgentDecision.agent_id)
-    )
-    return dict((await session.execute(query)).all())
+    return await decisions_repo.last_decided(session, agent_ids)
 
 
 async def spent_today(session: AsyncSession, agent_id: uuid.UUID) -> Decimal:
-    # Summed in Python: SQLite keeps money as text (database/orm/types.py).
-    query = select(LLMCall.cost).where(
-        LLMCall.agent_id == agent_id, LLMCall.created_at >= utc_midnight(utcnow())
-    )
-    return sum((await session.execute(query)).scalars(), _ZERO)
+    """What the agent's model calls cost since UTC midnight."""
+    return await llm_calls_repo.cost_since(session, agent_id, since=utc_midnight(utcnow()))
 
 
 class ContextBuilder:
@@ -164,13 +137,8 @@ class ContextBuilder:
             agent, account = await owned_agent(session, user_id, agent_id)
             valuation = await self._portfolio.value_account(session, account)
             # Only what the summaries show: the rows' logged context is large.
-            recent = list(
-                await session.execute(
-                    select(*_SUMMARY_COLUMNS)
-                    .where(AgentDecision.agent_id == agent.id)
-                    .order_by(AgentDecision.created_at.desc())
-                    .limit(self._config.recent_decisions)
-                )
+            recent = await decisions_repo.recent_summaries(
+                session, agent.id, limit=self._config.recent_decisions
             )
             spent = await spent_today(session, agent.id)
             day_start = await self._day_start_equity(session, account, now)
@@ -238,16 +206,10 @@ class ContextBuilder:
         midnight = utc_midnight(now)
         if account.created_at >= midnight:
             return account.initial_balance
-        query = (
-            select(PortfolioSnapshot.equity)
-            .where(
-                PortfolioSnapshot.account_id == account.id, PortfolioSnapshot.taken_at <= midnight
-            )
-            .order_by(PortfolioSnapshot.taken_at.desc())
-            .limit(1)
+        latest = await portfolio_repo.latest_snapshot_at_or_before(
+            session, account.id, user_id=account.user_id, at=midnight
         )
-        result: Decimal | None = (await session.execute(query)).scalar_one_or_none()
-        return result
+        return None if latest is None else latest[0]
 
     async def _symbol_context(self, symbol: str) -> SymbolContext:
         """Ticker, candles and indicators of a symbol, shared for a short while; agents
@@ -287,22 +249,7 @@ class ContextBuilder:
         )
 
 
-_SUMMARY_COLUMNS = (
-    AgentDecision.created_at,
-    AgentDecision.decision_type,
-    AgentDecision.symbol,
-    AgentDecision.side,
-    AgentDecision.status,
-    AgentDecision.confidence_score,
-    AgentDecision.reasoning,
-)
-
-
-# created_at, decision_type, symbol, side, status, confidence_score, reasoning
-_SummaryRow = Row[datetime, str | None, str | None, str | None, str, Decimal | None, str]
-
-
-def _summary(row: _SummaryRow) -> DecisionSummary:
+def _summary(row: SummaryRow) -> DecisionSummary:
     return DecisionSummary(
         created_at=row.created_at,
         decision_type=DecisionType(row.decision_type or DecisionType.ANALYSIS.value),

@@ -15,15 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import AgentSettings
 from core.exceptions import AppError, NotFoundError, ValidationFailedError
-from database.orm import Agent, AgentDecision, LLMCall, Order
+from database.orm import AgentDecision, LLMCall, Order
 from database.orm.types import utcnow
+from database.repositories import agents as agents_repo
+from database.repositories import decisions as decisions_repo
+from database.repositories import llm_calls as llm_calls_repo
 from models.agents import (
     DecisionDetailRead,
     DecisionQuery,
@@ -85,9 +88,8 @@ class DecisionJournal:
 
     async def record(self, session: AsyncSession, order: OrderRead) -> None:
         apply_verdict(self._row, self._verdict_of(order), self._started)
-        if self._call is not None:
-            session.add(self._call)
-        session.add(self._row)  # the relationships order the INSERTs: call, row, order
+        # The relationships order the INSERTs: call, row, order.
+        decisions_repo.stage(session, self._row, self._call)
 
 
 class DecisionLog:
@@ -101,19 +103,7 @@ class DecisionLog:
     async def close_interrupted(self) -> int:
         cutoff = utcnow() - _INTERRUPTED_AFTER
         async with self._database.database.transaction() as session:
-            result = await session.execute(
-                update(AgentDecision)
-                .where(
-                    AgentDecision.status == DecisionStatus.PENDING.value,
-                    AgentDecision.created_at < cutoff,
-                )
-                .values(
-                    status=DecisionStatus.ERROR.value,
-                    status_reason="interrupted before its order returned (service stopped); "
-                    "check the agent's orders for one referencing this decision",
-                )
-            )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            return await decisions_repo.close_interrupted(session, created_before=cutoff)
 
     def draft(
         self,
@@ -174,80 +164,56 @@ class DecisionLog:
         if verdict is not None:
             apply_verdict(row, verdict, started)
         async with self._database.database.transaction() as session:
-            if call is not None:
-                session.add(call)
-            session.add(row)  # after its call: the relationship orders the INSERTs
-            await session.flush()
+            await decisions_repo.insert(session, row, call)
             return DecisionRead.model_validate(row)
 
     async def close(self, row: AgentDecision, verdict: Verdict, started: float) -> DecisionRead:
         apply_verdict(row, verdict, started)
         async with self._database.database.transaction() as session:
-            await session.execute(
-                update(AgentDecision)
-                .where(AgentDecision.id == row.id)
-                .values(
-                    status=row.status,
-                    status_reason=row.status_reason,
-                    action_taken=row.action_taken,
-                    result=row.result,
-                    execution_time_ms=row.execution_time_ms,
-                )
-            )
+            await decisions_repo.update_verdict(session, row)
         return DecisionRead.model_validate(row)
 
     async def list_decisions(
         self, user_id: uuid.UUID, agent_id: uuid.UUID, filters: DecisionQuery
     ) -> Page[DecisionRead]:
-        query = select(AgentDecision).where(
-            AgentDecision.agent_id == agent_id, AgentDecision.user_id == user_id
-        )
-        if filters.decision_type is not None:
-            query = query.where(AgentDecision.decision_type == filters.decision_type.value)
-        if filters.status is not None:
-            query = query.where(AgentDecision.status == filters.status.value)
+        symbol = None
         if filters.symbol is not None:
             symbol = self._market.resolve_symbol(filters.symbol)
-            query = query.where(AgentDecision.symbol == symbol)
-        if filters.action_taken is not None:
-            query = query.where(AgentDecision.action_taken == filters.action_taken.value)
-        if filters.start is not None:
-            query = query.where(AgentDecision.created_at >= filters.start)
-        if filters.end is not None:
-            query = query.where(AgentDecision.created_at < filters.end)
         limit, offset = filters.limit, filters.offset
         async with self._database.database.read() as session:
             await self._exists(session, user_id, agent_id)
-            total = (
-                await session.execute(select(func.count()).select_from(query.subquery()))
-            ).scalar_one()
-            rows = (
-                await session.execute(
-                    query.order_by(AgentDecision.created_at.desc(), AgentDecision.id.desc())
-                    .limit(limit)
-                    .offset(offset)
-                )
-            ).scalars()
+            total, rows = await decisions_repo.page(
+                session,
+                agent_id,
+                user_id=user_id,
+                decision_type=_value(filters.decision_type),
+                status=_value(filters.status),
+                symbol=symbol,
+                action_taken=_value(filters.action_taken),
+                start=filters.start,
+                end=filters.end,
+                limit=limit,
+                offset=offset,
+            )
             items = [DecisionRead.model_validate(r) for r in rows]
         return Page[DecisionRead](items=items, total=total, limit=limit, offset=offset)
 
     @staticmethod
     async def _exists(session: AsyncSession, user_id: uuid.UUID, agent_id: uuid.UUID) -> None:
         """The agent is the user's (deleted ones included: their history stays readable)."""
-        query = select(Agent.id).where(Agent.id == agent_id, Agent.user_id == user_id)
-        if (await session.execute(query)).first() is None:
+        if not await agents_repo.exists(session, agent_id, user_id=user_id):
             raise NotFoundError(f"agent {agent_id} not found", details={"agent_id": str(agent_id)})
 
     async def _decision_row(
         self, session: AsyncSession, user_id: uuid.UUID, agent_id: uuid.UUID, decision_id: uuid.UUID
     ) -> tuple[AgentDecision, LLMCall | None]:
         await self._exists(session, user_id, agent_id)
-        row = await session.get(AgentDecision, decision_id)
-        if row is None or row.agent_id != agent_id or row.user_id != user_id:
+        row = await decisions_repo.find(session, decision_id, user_id=user_id, agent_id=agent_id)
+        if row is None:
             raise NotFoundError(
                 f"decision {decision_id} not found", details={"decision_id": str(decision_id)}
             )
-        call = await session.get(LLMCall, row.llm_call_id) if row.llm_call_id else None
+        call = await llm_calls_repo.find(session, row.llm_call_id) if row.llm_call_id else None
         return row, call
 
     async def get_decision(
@@ -314,16 +280,7 @@ class DecisionLog:
         cutoff = utcnow() - horizon
         async with self._database.database.read() as session:
             await self._exists(session, user_id, agent_id)
-            query = (
-                select(AgentDecision.confidence_score, Order)
-                .join(Order, Order.decision_id == AgentDecision.id)
-                .where(
-                    AgentDecision.agent_id == agent_id,
-                    AgentDecision.action_taken.in_([ActionTaken.BUY.value, ActionTaken.SELL.value]),
-                    AgentDecision.created_at <= cutoff,
-                )
-            )
-            rows = (await session.execute(query)).all()
+            rows = await decisions_repo.executed_trades(session, agent_id, created_until=cutoff)
             outcomes = []
             for confidence, order in rows:
                 if confidence is None or not order.filled_quantity or order.average_price is None:
@@ -358,6 +315,10 @@ def storable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [storable(v) for v in value]
     return value
+
+
+def _value(member: StrEnum | None) -> str | None:
+    return member.value if member is not None else None
 
 
 def _won(order: Order, later: Decimal) -> bool:

@@ -1,7 +1,8 @@
 """AI agents: their configuration, their lifecycle, their schedule and coordination.
 
 One agent's decision cycle (context, model, risk, execution, the decision log and its
-events) is services/agents/cycle.py; this service decides when it runs and for whom.
+events) is services/agents/cycle.py, coordination services/agents/coordinator.py; this
+service decides when a cycle runs and for whom.
 
 Status: inactive -> active (start; refused with the reason when the provider cannot
 be used) -> paused (cost budget spent) / error (the provider became unusable) /
@@ -23,7 +24,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
@@ -32,6 +32,7 @@ from core.service_registry import ServiceHealth
 from core.supervision import SupervisedTask, wait_event
 from database.orm import Agent, TradingAccount
 from database.orm.types import utcnow
+from database.repositories import agents as agents_repo
 from database.repositories.accounts import create_paper_account
 from models.agents import (
     AgentCreate,
@@ -46,18 +47,16 @@ from models.agents import (
     DecisionRead,
     ReplayRead,
 )
-from models.base import Page, decimal_to_str
+from models.base import Page
+from models.calibration import Calibration
 from models.decisions import (
     Decision,
 )
 from models.enums import (
-    ActionTaken,
     AgentStatus,
-    DecisionStatus,
     DecisionTrigger,
 )
 from models.events import Channel, EventType
-from services.agents.calibration import Calibration
 from services.agents.context import (
     ContextBuilder,
     last_decided,
@@ -65,15 +64,15 @@ from services.agents.context import (
     owned_agent,
     spent_today,
 )
-from services.agents.coordination import MemberView, combine
+from services.agents.coordinator import Coordinator
 from services.agents.cycle import BudgetSpentError as BudgetSpentError
 from services.agents.cycle import DecisionCycle
-from services.agents.decision_log import DecisionLog, Verdict, decision_symbol
-from services.agents.planning import plan
+from services.agents.decision_log import DecisionLog
+from services.agents.updates import check_fixed
 from services.infra.cache import CacheService, LockNotAcquiredError
 from services.infra.database import DatabaseService
 from services.infra.event_bus import EventBus
-from services.llm.base import ProviderConfigError, ProviderResult
+from services.llm.base import ProviderConfigError
 from services.llm.service import LLMService
 from services.market_data.service import MarketDataService
 from services.paper_trading.service import PaperTradingService
@@ -129,6 +128,9 @@ class AgentService:
             set_status=self._set_status,
             publish=self._publish,
         )
+        self._coordinator = Coordinator(
+            database, market_data, self._context, self._decisions, self._decision_cycle, self._lock
+        )
         self._wake = asyncio.Event()
         self._loop = SupervisedTask("agent_scheduler", self._run)
         self.cycle_errors = 0
@@ -140,14 +142,7 @@ class AgentService:
         if closed:
             log.warning("interrupted_decisions_closed", count=closed)
         async with self._database.database.read() as session:
-            rows = (
-                await session.execute(
-                    select(Agent).where(
-                        Agent.status == AgentStatus.ACTIVE.value, Agent.deleted_at.is_(None)
-                    )
-                )
-            ).scalars()
-            active = list(rows)
+            active = await agents_repo.active_agents(session)
             decided = await last_decided(session, [agent.id for agent in active])
             for agent in active:
                 self._plan_next(agent, decided.get(agent.id))
@@ -255,8 +250,7 @@ class AgentService:
                 daily_cost_budget=body.daily_cost_budget,
             )
             await self._check_name(session, user_id, body.name, None)
-            session.add(agent)
-            await session.flush()
+            await agents_repo.add(session, agent)
             account = await create_paper_account(
                 session,
                 user_id,
@@ -282,12 +276,7 @@ class AgentService:
     async def _check_name(
         session: AsyncSession, user_id: uuid.UUID, name: str, agent_id: uuid.UUID | None
     ) -> None:
-        query = select(Agent.id).where(
-            Agent.user_id == user_id, Agent.name == name, Agent.deleted_at.is_(None)
-        )
-        if agent_id is not None:
-            query = query.where(Agent.id != agent_id)
-        if (await session.execute(query)).first() is not None:
+        if await agents_repo.name_taken(session, name, user_id=user_id, except_agent_id=agent_id):
             raise ValidationFailedError(
                 f"an agent named {name!r} already exists", code="name_taken", details={"name": name}
             )
@@ -337,7 +326,7 @@ class AgentService:
         changes = body.changes()
         async with self._database.database.transaction() as session:
             agent, account = await owned_agent(session, user_id, agent_id)
-            self._check_fixed(agent, account, body)
+            check_fixed(agent, account, body)
             if "name" in changes:
                 await self._check_name(session, user_id, changes["name"], agent_id)
             if body.symbols is not None:
@@ -361,58 +350,6 @@ class AgentService:
         if agent.id in self._schedule:
             self._schedule[agent.id].interval = float(agent.decision_interval_seconds)
         return read
-
-    @staticmethod
-    def _check_fixed(agent: Agent, account: TradingAccount, body: AgentUpdate) -> None:
-        """Fields that cannot change pass unchanged; changed, a 422 saying what to do."""
-        problems: list[tuple[str, str, Any]] = []
-        if body.id is not None and body.id != agent.id:
-            problems.append(
-                (
-                    "id",
-                    f"id {body.id} is not this agent's ({agent.id}): send an agent to its own URL",
-                    agent.id,
-                )
-            )
-        if body.account_id is not None and body.account_id != account.id:
-            problems.append(
-                (
-                    "account_id",
-                    f"account_id {body.account_id} is not this agent's account "
-                    f"({account.id}): an agent keeps the account it was created with",
-                    account.id,
-                )
-            )
-        if body.agent_type is not None and body.agent_type != agent.agent_type:
-            problems.append(
-                (
-                    "agent_type",
-                    f"agent_type cannot change after creation (this agent is "
-                    f"{agent.agent_type!r}): create a new agent of type {body.agent_type!r}",
-                    agent.agent_type,
-                )
-            )
-        if body.paper_balance is not None and body.paper_balance != agent.paper_balance:
-            problems.append(
-                (
-                    "paper_balance",
-                    f"paper_balance cannot change after creation (this agent's account was "
-                    f"funded with {decimal_to_str(agent.paper_balance)}): create a new agent "
-                    "with the balance you want",
-                    decimal_to_str(agent.paper_balance),
-                )
-            )
-        if problems:
-            field, message, current = problems[0]
-            raise ValidationFailedError(
-                message,
-                code="field_cannot_change",
-                details={
-                    "field": field,
-                    "current": str(current),
-                    "fields": [name for name, _, _ in problems],
-                },
-            )
 
     def _provider_name(self, provider: str) -> str:
         try:
@@ -615,91 +552,5 @@ class AgentService:
 
     async def coordinate(self, user_id: uuid.UUID, body: CoordinateRequest) -> CoordinationRead:
         """Every member decides on the symbol at once; the views are combined by a
-        confidence-weighted vote with a risk veto (services/agents/coordination.py)."""
-        symbol = self._market.resolve_symbol(body.symbol)
-        members = list(dict.fromkeys(body.agent_ids))
-        if len(members) < 2:
-            raise ValidationFailedError("coordination needs at least two different agents")
-        executor = body.executor_id or members[0]
-        if executor not in members:
-            raise ValidationFailedError(
-                "the executor must be one of the agents", details={"executor_id": str(executor)}
-            )
-        coordination_id = uuid.uuid4()
-        async with self._database.database.read() as session:
-            for agent_id in members:
-                agent, _ = await owned_agent(session, user_id, agent_id)
-                if symbol not in agent.symbols:
-                    raise ValidationFailedError(
-                        f"agent {agent.name!r} does not trade {symbol}; add it to its symbols",
-                        details={"agent_id": str(agent_id), "symbol": symbol},
-                    )
-        views = await asyncio.gather(
-            *(self._member_view(user_id, a, coordination_id) for a in members)
-        )
-        combined = combine(symbol, [v for v, _ in views])
-        executed = None
-        if body.execute:
-            executed = await self._cycle(
-                user_id,
-                executor,
-                DecisionTrigger.COORDINATION,
-                given=combined.to_decision(),
-                coordination_id=coordination_id,
-            )
-        log.info(
-            "agents_coordinated",
-            coordination_id=str(coordination_id),
-            action=combined.action,
-            members=len(members),
-        )
-        return CoordinationRead(
-            coordination_id=coordination_id,
-            symbol=symbol,
-            action=combined.action,
-            confidence=combined.confidence,
-            quantity=combined.quantity,
-            scores=combined.scores,
-            vetoed_by=list(combined.vetoed_by),
-            abstained=list(combined.abstained),
-            reasoning=combined.reasoning,
-            members=[read for _, read in views],
-            executed=executed,
-        )
-
-    async def _member_view(
-        self, user_id: uuid.UUID, agent_id: uuid.UUID, coordination_id: uuid.UUID
-    ) -> tuple[MemberView, DecisionRead]:
-        """One member's view of the symbol, logged as its decision (nothing executed)."""
-        async with self._lock(agent_id):
-            started = time.perf_counter()
-            seen = await self._context.see(user_id, agent_id)
-            result: ProviderResult | None = None
-            budget_error: str | None = None
-            try:
-                result = await self._decision_cycle.ask(seen)
-            except BudgetSpentError as e:
-                budget_error = e.message
-            decision = result.decision if result is not None else None
-            row, call = self._decisions.draft(
-                seen, result, DecisionTrigger.COORDINATION, coordination_id
-            )
-            quantity = None
-            if decision is not None:
-                DecisionCycle.describe(row, decision, decision_symbol(self._market, decision))
-                view_plan = plan(decision, decision_symbol(self._market, decision), seen.inputs)
-                quantity = view_plan.quantity
-                verdict = Verdict(
-                    DecisionStatus.SKIPPED,
-                    f"a view in coordination {coordination_id}; executed only as the vote",
-                    ActionTaken.NONE,
-                    {"plan": view_plan.to_record()},
-                )
-                view = MemberView(str(agent_id), seen.agent.name, decision, quantity=quantity)
-            else:
-                error = result.error.message if result and result.error else str(budget_error)
-                row.reasoning = f"no decision: {error}"
-                verdict = Verdict(DecisionStatus.ERROR, error, ActionTaken.NONE, {})
-                view = MemberView(str(agent_id), seen.agent.name, None, error=error)
-            read = await self._decisions.write(row, call, verdict, started)
-        return view, read
+        confidence-weighted vote with a risk veto (services/agents/coordinator.py)."""
+        return await self._coordinator.coordinate(user_id, body)
