@@ -6,11 +6,26 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from database.connection import Database
 
 Locker = Callable[[AsyncSession], Awaitable[Any]]
+
+
+async def _until_a_query_waits_on_a_lock(db: Database, waiting: asyncio.Task[None]) -> None:
+    """Return once PostgreSQL shows a backend of this database blocked on a lock (or the
+    waiter finished, which the caller then reports as not having waited)."""
+    probe = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while not waiting.done():
+        async with db.read() as session:
+            if (await session.execute(probe)).scalar_one():
+                return
+        await asyncio.sleep(0.01)  # polling a condition, with the caller's deadline
 
 
 async def assert_holds_until_commit(db: Database, first: Locker, second: Locker) -> None:
@@ -31,7 +46,7 @@ async def assert_holds_until_commit(db: Database, first: Locker, second: Locker)
     held = asyncio.create_task(holder())
     await asyncio.wait_for(locked.wait(), 5)
     waiting = asyncio.create_task(waiter())
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(_until_a_query_waits_on_a_lock(db, waiting), 5)
     assert not waiting.done(), "the second lock did not wait for the first"
     release.set()
     await asyncio.wait_for(held, 5)

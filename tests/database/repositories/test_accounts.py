@@ -53,9 +53,8 @@ async def test_the_lock_rereads_a_row_the_session_already_holds(db: Database) ->
         assert locked.realized_pnl == Decimal("12.5")
 
 
-async def test_the_account_lock_holds_until_commit_on_postgresql(db: Database) -> None:
-    if not db.is_postgres:
-        pytest.skip("SQLite has no row locks: BEGIN IMMEDIATE holds the whole database")
+async def test_the_account_lock_holds_until_commit_on_postgresql(pg_db: Database) -> None:
+    db = pg_db
     account = await create_account(db)
     await assert_holds_until_commit(
         db,

@@ -113,9 +113,8 @@ async def test_lock_by_id_rereads_and_get_by_id_finds_any_users_order(db: Databa
         assert await orders.get_by_id(session, uuid.uuid4()) is None
 
 
-async def test_order_locks_hold_until_commit_on_postgresql(db: Database) -> None:
-    if not db.is_postgres:
-        pytest.skip("SQLite has no row locks: BEGIN IMMEDIATE holds the whole database")
+async def test_order_locks_hold_until_commit_on_postgresql(pg_db: Database) -> None:
+    db = pg_db
     account = await create_account(db)
     order = await create_order(db, account=account)
     await assert_holds_until_commit(

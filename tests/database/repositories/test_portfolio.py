@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import update
 
 from database.connection import Database
@@ -61,9 +60,8 @@ async def test_lock_account_for_snapshot_finds_any_users_account(db: Database) -
         assert await portfolio.lock_account_for_snapshot(session, uuid.uuid4()) is None
 
 
-async def test_the_snapshot_lock_holds_until_commit_on_postgresql(db: Database) -> None:
-    if not db.is_postgres:
-        pytest.skip("SQLite has no row locks: BEGIN IMMEDIATE holds the whole database")
+async def test_the_snapshot_lock_holds_until_commit_on_postgresql(pg_db: Database) -> None:
+    db = pg_db
     account = await create_account(db)
     await assert_holds_until_commit(
         db,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import select
 
 from database.connection import Database
@@ -48,9 +47,8 @@ async def test_add_empty_is_a_flat_position_written_at_the_flush(db: Database) -
     assert (row.user_id, row.agent_id) == (account.user_id, agent.id)
 
 
-async def test_the_position_lock_holds_until_commit_on_postgresql(db: Database) -> None:
-    if not db.is_postgres:
-        pytest.skip("SQLite has no row locks: BEGIN IMMEDIATE holds the whole database")
+async def test_the_position_lock_holds_until_commit_on_postgresql(pg_db: Database) -> None:
+    db = pg_db
     account = await create_account(db)
     await create_position(db, account=account)
     await assert_holds_until_commit(
