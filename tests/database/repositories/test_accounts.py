@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-import pytest
-
 from database.connection import Database
 from database.orm import TradingAccount
 from database.repositories import accounts
@@ -34,11 +32,11 @@ async def test_lock_account_by_id_finds_any_users_account(db: Database) -> None:
         assert await accounts.lock_account_by_id(session, uuid.uuid4()) is None
 
 
-async def test_the_lock_rereads_a_row_the_session_already_holds(db: Database) -> None:
+async def test_the_lock_rereads_a_row_the_session_already_holds(pg_db: Database) -> None:
     """populate_existing: what the lock returns is the latest committed row, not the
-    session's earlier (unlocked) copy."""
-    if not db.is_postgres:
-        pytest.skip("SQLite's write transaction excludes the concurrent writer")
+    session's earlier (unlocked) copy. PostgreSQL only: on SQLite the write transaction
+    excludes the concurrent writer this needs."""
+    db = pg_db
     account = await create_account(db)
     async with db.transaction() as session:
         stale = await session.get(TradingAccount, account.id)
