@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, status
 from api.deps import CurrentUserId, ServicesDep
 from api.responses import INVALID_REQUEST, error_responses
 from api.routing import ExactDecimalRoute
+from connectors.base import OrderBook
 from models.enums import Timeframe
 from models.market import (
     SYMBOL_FORMS,
@@ -55,10 +56,17 @@ async def live_data(
         int | None, Query(ge=1, le=MAX_BOOK_DEPTH, description="Book levels a side to include.")
     ] = None,
 ) -> LiveDataRead:
-    """The symbol's latest ticker, and the top of its book with `?depth=N`."""
-    live = services.market_data.live_data(symbol, depth=depth)
+    """The symbol's latest ticker, and the top of its book with `?depth=N`: the book
+    as paper orders have left it (what they took recovers over the next market steps,
+    see docs/paper-exchange.md), so it is what the next order would walk."""
+    live = services.market_data.live_data(symbol, depth=None)
     ticker = TickerRead.model_validate(live.ticker)
-    book = None if live.book is None else OrderBookRead.model_validate(live.book)
+    book = None
+    if depth is not None:
+        venue = services.paper_trading.taker_book(live.ticker.symbol)
+        book = OrderBookRead.model_validate(
+            OrderBook(venue.symbol, venue.bids[:depth], venue.asks[:depth], venue.timestamp)
+        )
     return LiveDataRead(**ticker.model_dump(), book=book)
 
 

@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 
 from api.deps import CurrentUserId, ServicesDep
 from api.responses import INVALID_REQUEST, error_responses
@@ -102,8 +102,22 @@ async def portfolio_performance(
     summary="Rebalance an account to target weights",
 )
 async def portfolio_rebalance(
-    request: RebalanceRequest, services: ServicesDep, user_id: CurrentUserId
+    request: RebalanceRequest,
+    services: ServicesDep,
+    user_id: CurrentUserId,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=64,
+            pattern=r"^[A-Za-z0-9._:\-]+$",
+            description="Send the same key to retry safely: a rebalance that already ran "
+            "under it is returned (`replayed: true`), not run again.",
+        ),
+    ] = None,
 ) -> RebalancePlanRead:
     """Market orders from the holdings to the target weights (sells first); held symbols
-    not named are sold. With `dry_run` only the plan is returned."""
-    return await services.portfolio.rebalance(user_id, request)
+    not named are sold. Buys and sells are priced by walking the book the exchange will
+    fill them against. With `dry_run` only the plan is returned."""
+    return await services.portfolio.rebalance(user_id, request, idempotency_key=idempotency_key)

@@ -67,8 +67,10 @@ class PairRules:
     max_quantity: Decimal
     min_notional: Decimal
     asset_class: AssetClass = AssetClass.CRYPTO
-    maker_fee_bps: Decimal = Decimal("10")
-    taker_fee_bps: Decimal = Decimal("20")
+    # The venue's fee schedule in basis points of notional; None when it does not say
+    # (the paper exchange then charges PAPER_MAKER_FEE_BPS / PAPER_TAKER_FEE_BPS).
+    maker_fee_bps: Decimal | None = None
+    taker_fee_bps: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

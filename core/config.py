@@ -169,7 +169,10 @@ class MarketDataSettings(BaseSettings):
 
     market_data_source: MarketDataSource = MarketDataSource.SIMULATED
     alpha_vantage_api_key: SecretStr | None = None
-    simulation_seed: int = 42
+    simulation_seed: int | None = Field(
+        default=None,
+        description="Seed of the simulated market; unset, a fresh one per run (see /health).",
+    )
     simulation_tick_seconds: float = Field(default=1.0, gt=0, le=60)
     market_data_stream: bool = Field(
         default=True, description="Run the tick loop; off, the market moves only when stepped."
@@ -181,6 +184,11 @@ class MarketDataSettings(BaseSettings):
         default=60.0, gt=0, le=86_400, description="Market time between book snapshots of a symbol."
     )
 
+    @field_validator("simulation_seed", mode="before")
+    @classmethod
+    def _empty_seed_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 class PaperTradingSettings(BaseSettings):
     """The paper exchange: what a new account starts with and what it pays."""
@@ -189,9 +197,14 @@ class PaperTradingSettings(BaseSettings):
 
     initial_balance: Decimal = Field(default=Decimal(100000), gt=0, allow_inf_nan=False)
     base_currency: str = Field(default="USD", pattern=r"^[A-Z]{2,10}$")
+    # What a fill costs on a pair whose venue states no fee schedule
+    # (services/paper_trading/fees.py).
     maker_fee_bps: Decimal = Field(default=Decimal(10), ge=0, le=1000, allow_inf_nan=False)
     taker_fee_bps: Decimal = Field(default=Decimal(20), ge=0, le=1000, allow_inf_nan=False)
     snapshot_interval_seconds: float = Field(default=60.0, gt=0, le=86400)
+    # What the venue refills, per market step, of the depth paper orders took
+    # (docs/paper-exchange.md): 1 shows the fresh book every step.
+    book_recovery: Decimal = Field(default=Decimal("0.5"), gt=0, le=1, allow_inf_nan=False)
 
 
 class AgentSettings(BaseSettings):

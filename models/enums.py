@@ -104,9 +104,19 @@ class OrderType(StrEnum):
 
 
 class TimeInForce(StrEnum):
-    GTC = "GTC"
-    IOC = "IOC"
-    FOK = "FOK"
+    GTC = "GTC"  # good till cancelled
+    IOC = "IOC"  # immediate or cancel
+    FOK = "FOK"  # fill or kill
+    DAY = "DAY"  # until the end of the UTC day it was placed in
+    GTD = "GTD"  # good till `expires_at`
+
+
+class StopTrigger(StrEnum):
+    """Which price triggers a stop: a buy stop when it is >= the stop, a sell when <=."""
+
+    LAST = "last"
+    BID = "bid"
+    ASK = "ask"
 
 
 class OrderStatus(StrEnum):

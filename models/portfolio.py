@@ -176,7 +176,10 @@ class RebalanceOrderRead(AppModel):
     symbol: str
     side: OrderSide
     quantity: DecimalStr
-    expected_price: DecimalStr = Field(description="The bid for a sell, the ask for a buy.")
+    expected_price: DecimalStr = Field(
+        description="The average price walking the book (bids for a sell, asks for a buy); "
+        "for a replayed plan, what the order paid."
+    )
     expected_notional: DecimalStr
     status: RebalanceOrderStatus
     reason_code: str | None = None
@@ -188,6 +191,11 @@ class RebalancePlanRead(AppModel):
     plan_id: uuid.UUID
     account_id: uuid.UUID
     dry_run: bool
+    replayed: bool = Field(
+        default=False,
+        description="True when this Idempotency-Key already ran: the orders are the ones it "
+        "placed then (nothing new is placed); allocations are as the account stands now.",
+    )
     equity: DecimalStr
     cash: DecimalStr
     cash_weight: DecimalStr = Field(description="What the targets leave as cash.")

@@ -11,12 +11,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Self
+from typing import Annotated, Generic, Self, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from models.base import AppModel, DecimalStr, InputModel
-from models.enums import Liquidity, OrderSide, OrderStatus, OrderType, TimeInForce
+from models.enums import Liquidity, OrderSide, OrderStatus, OrderType, StopTrigger, TimeInForce
 
 # Below 10^20: what a NUMERIC(38, 18) column holds, so no amount fails at the database.
 PositiveDecimal = Annotated[DecimalStr, Field(gt=0, lt=Decimal(10) ** 20, allow_inf_nan=False)]
@@ -24,6 +24,7 @@ ClientOrderId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-
 
 _NEEDS_PRICE = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
 _NEEDS_STOP = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
+_IMMEDIATE = frozenset({TimeInForce.IOC, TimeInForce.FOK})
 
 
 class OrderCreate(InputModel):
@@ -37,14 +38,44 @@ class OrderCreate(InputModel):
     )
     side: OrderSide
     order_type: OrderType = OrderType.MARKET
-    quantity: PositiveDecimal = Field(description="In the base asset, rounded down to the step.")
+    quantity: PositiveDecimal | None = Field(
+        default=None,
+        description="In the base asset, rounded down to the step. Either this or `notional`.",
+    )
+    notional: PositiveDecimal | None = Field(
+        default=None,
+        description=(
+            "Market orders only, instead of `quantity`: a cash amount in the quote currency. "
+            "A buy spends at most this, fees included; a sell sells what brings in at most "
+            "this before fees. The quantity is what the book gives for it, rounded down "
+            "to the step."
+        ),
+    )
     price: PositiveDecimal | None = Field(
         default=None, description="Limit price: required for limit and stop_limit, on the tick."
     )
     stop_price: PositiveDecimal | None = Field(
-        default=None, description="Trigger on the last price: required for stop and stop_limit."
+        default=None, description="Trigger price: required for stop and stop_limit."
     )
-    time_in_force: TimeInForce = TimeInForce.GTC
+    stop_trigger: StopTrigger = Field(
+        default=StopTrigger.LAST,
+        description="Stops only: the price that triggers it (a buy when it is >= the stop, "
+        "a sell when <=): last trade, bid or ask.",
+    )
+    time_in_force: TimeInForce = Field(
+        default=TimeInForce.GTC,
+        description="GTC rests until cancelled; DAY until the end of its UTC day; GTD until "
+        "`expires_at`; IOC cancels what does not fill at once; FOK fills all at once or "
+        "nothing.",
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="GTD only: when the order expires (ISO 8601 with offset)."
+    )
+    post_only: bool = Field(
+        default=False,
+        description="Limit orders only: refused (rejected) rather than taking liquidity, so "
+        "it only ever fills as maker.",
+    )
     client_order_id: ClientOrderId | None = Field(
         default=None,
         description=(
@@ -58,6 +89,20 @@ class OrderCreate(InputModel):
 
     @model_validator(mode="after")
     def _prices_fit_the_type(self) -> Self:
+        if (self.quantity is None) == (self.notional is None):
+            raise ValueError("give either a quantity or a notional")
+        if self.notional is not None and self.order_type is not OrderType.MARKET:
+            raise ValueError("only a market order takes a notional")
+        if self.time_in_force is TimeInForce.GTD and self.expires_at is None:
+            raise ValueError("a GTD order needs an expires_at")
+        if self.time_in_force is not TimeInForce.GTD and self.expires_at is not None:
+            raise ValueError("only a GTD order takes an expires_at")
+        if self.post_only and (
+            self.order_type is not OrderType.LIMIT or self.time_in_force in _IMMEDIATE
+        ):
+            raise ValueError("only a limit order that may rest (GTC, DAY, GTD) can be post-only")
+        if self.stop_trigger is not StopTrigger.LAST and self.order_type not in _NEEDS_STOP:
+            raise ValueError(f"a {self.order_type} order takes no stop_trigger")
         if self.order_type in _NEEDS_PRICE and self.price is None:
             raise ValueError(f"a {self.order_type} order needs a price")
         if self.order_type not in _NEEDS_PRICE and self.price is not None:
@@ -92,6 +137,19 @@ class OrderRead(AppModel):
     quantity: DecimalStr
     price: DecimalStr | None
     stop_price: DecimalStr | None
+    stop_trigger: StopTrigger = Field(
+        default=StopTrigger.LAST, description="What triggers a stop: last, bid or ask."
+    )
+    post_only: bool = Field(default=False, description="A limit that only fills as maker.")
+    expires_at: datetime | None = Field(
+        default=None, description="When a DAY or GTD order expires; else null."
+    )
+    notional: DecimalStr | None = Field(
+        default=None, description="The cash amount a notional market order asked for."
+    )
+    replaces_order_id: uuid.UUID | None = Field(
+        default=None, description="The order this one replaced (PATCH); null for a new order."
+    )
     status: OrderStatus
     filled_quantity: DecimalStr
     average_price: DecimalStr | None
@@ -138,8 +196,12 @@ class AccountRead(AppModel):
     agent_id: uuid.UUID | None
     is_default: bool
     initial_balance: DecimalStr
-    maker_fee_bps: DecimalStr
-    taker_fee_bps: DecimalStr
+    maker_fee_bps: DecimalStr | None = Field(
+        description="The account's own maker rate (bps); null: each pair's schedule."
+    )
+    taker_fee_bps: DecimalStr | None = Field(
+        description="The account's own taker rate (bps); null: each pair's schedule."
+    )
 
 
 class PaperPortfolioRead(AppModel):
@@ -155,3 +217,132 @@ class PaperPortfolioRead(AppModel):
     unrealized_pnl: DecimalStr
     total_pnl: DecimalStr
     fees: DecimalStr
+
+
+T = TypeVar("T")
+# The decimals a NUMERIC(38, 18) column keeps: an amount set as given (not computed and
+# rounded by the ledger) must not have more, or the database would round it.
+MONEY_DECIMALS = 18
+StoredAmount = Annotated[PositiveDecimal, Field(decimal_places=MONEY_DECIMALS)]
+
+
+class CursorPage(AppModel, Generic[T]):
+    """One page of a keyset-paginated list, newest first. Pass `next_cursor` back as
+    `cursor` for the next page; it is null on the last one. Rows added meanwhile are
+    newer than the cursor: a walk never repeats or skips a row."""
+
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Opaque; send it back unchanged as `cursor`. Null: no more rows."
+    )
+    limit: int
+
+
+class TradeRead(AppModel):
+    """One fill, with the order and account it belongs to."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    account_id: uuid.UUID
+    symbol: str
+    side: OrderSide
+    quantity: DecimalStr
+    price: DecimalStr
+    fee: DecimalStr
+    fee_asset: str
+    liquidity: Liquidity
+    realized_pnl: DecimalStr = Field(description="Sells: proceeds minus the cost removed.")
+    executed_at: datetime
+
+
+class OrderList(AppModel):
+    """Orders an operation acted on (all of them, not a page)."""
+
+    items: list[OrderRead]
+    count: int
+
+
+class PositionClose(AppModel):
+    """A position closed (or reduced) by a market sell, after its open sells were
+    cancelled to free the base asset they held."""
+
+    symbol: str
+    order: OrderRead = Field(description="The market sell; its fills say what it got.")
+    cancelled_orders: list[OrderRead] = Field(
+        description="The open sell orders of the symbol cancelled first."
+    )
+
+
+class PositionCloseSkipped(AppModel):
+    """A position a close-all did not sell, and why (the error a single close gives)."""
+
+    symbol: str
+    quantity: DecimalStr
+    code: str = Field(description="The error code, e.g. quantity_below_minimum.")
+    message: str
+
+
+class PositionCloseList(AppModel):
+    items: list[PositionClose]
+    count: int
+    skipped: list[PositionCloseSkipped]
+
+
+class AccountReset(InputModel):
+    """Optional settings of a reset; an empty body keeps the initial balance."""
+
+    initial_balance: StoredAmount | None = Field(
+        default=None,
+        description="The new initial balance (and cash) in the account's currency; "
+        "omitted: the current initial balance.",
+    )
+
+
+class AccountResetRead(AppModel):
+    """The account as the reset left it, and what the reset removed."""
+
+    account: AccountRead
+    balances: list[BalanceRead]
+    cancelled_orders: int = Field(description="Open orders cancelled (then deleted).")
+    deleted_orders: int = Field(description="Orders deleted, the cancelled ones included.")
+    deleted_fills: int
+
+
+class OrderReplace(InputModel):
+    """PATCH of an open order: what changes. The order is replaced by a new version
+    (linked to it by `replaces_order_id`); symbol, side and type stay."""
+
+    quantity: PositiveDecimal | None = Field(
+        default=None,
+        description="The new order's quantity; omitted: what the old one still had open.",
+    )
+    price: PositiveDecimal | None = Field(default=None, description="A new limit price.")
+    stop_price: PositiveDecimal | None = Field(default=None, description="A new stop price.")
+    time_in_force: TimeInForce | None = Field(
+        default=None, description="GTC, DAY or GTD (an open order is one that rests)."
+    )
+    expires_at: AwareDatetime | None = Field(default=None, description="GTD: the new expiry.")
+    client_order_id: ClientOrderId | None = Field(
+        default=None,
+        description="The new version's idempotency key: a retried PATCH with it returns "
+        "the version it made.",
+    )
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> Self:
+        if all(
+            value is None
+            for value in (
+                self.quantity,
+                self.price,
+                self.stop_price,
+                self.time_in_force,
+                self.expires_at,
+            )
+        ):
+            raise ValueError(
+                "nothing to change: give a quantity, price, stop_price, time_in_force or expires_at"
+            )
+        if self.time_in_force in _IMMEDIATE:
+            raise ValueError("an open order is replaced by one that rests: GTC, DAY or GTD")
+        return self

@@ -72,6 +72,7 @@ from models.enums import (
     OrderSide,
     OrderStatus,
     OrderType,
+    StopTrigger,
     TimeInForce,
 )
 from models.events import EventType
@@ -153,6 +154,15 @@ class OrderData(_Strict):
     quantity: PlainDecimal = Field(description="Ordered base quantity.")
     price: PlainDecimal | None = Field(description="Limit price; null without one.")
     stop_price: PlainDecimal | None = Field(description="Trigger price of a stop; else null.")
+    stop_trigger: StopTrigger = Field(description="What triggers a stop: last, bid or ask.")
+    post_only: bool = Field(description="A limit that only ever fills as maker.")
+    expires_at: datetime | None = Field(description="When a DAY or GTD order expires.")
+    notional: PlainDecimal | None = Field(
+        description="The cash amount a notional market order asked for; else null."
+    )
+    replaces_order_id: uuid.UUID | None = Field(
+        description="The order this one replaced (PATCH); null for a new order."
+    )
     status: OrderStatus
     filled_quantity: PlainDecimal = Field(description="Base quantity filled so far.")
     average_price: PlainDecimal | None = Field(

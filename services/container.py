@@ -18,6 +18,8 @@ from services.infra.redis import RedisService
 from services.infra.websocket_hub import WebSocketHub
 from services.llm.service import LLMService
 from services.market_data.service import MarketDataService
+from services.paper_trading.activity import PaperActivity
+from services.paper_trading.lifecycle import PaperLifecycle
 from services.paper_trading.service import PaperTradingService
 from services.portfolio.service import PortfolioService
 from services.sample_data.service import SampleDataService
@@ -37,6 +39,8 @@ class Services:
     sample_data: SampleDataService
     market_data: MarketDataService
     paper_trading: PaperTradingService
+    paper_activity: PaperActivity
+    paper_lifecycle: PaperLifecycle
     portfolio: PortfolioService
     llm: LLMService
     agents: AgentService
@@ -94,8 +98,13 @@ def build_services(settings: Settings) -> Services:
     registry.register(
         "paper_trading", paper_trading, depends_on=("database", "market_data", "event_bus")
     )
+    # Parts of the paper exchange with no lifecycle of their own (nothing to start, stop
+    # or report): on the handle for the routers, not in the registry.
+    paper_activity = PaperActivity(database, market_data)
+    paper_lifecycle = PaperLifecycle(database, market_data, paper_trading, event_bus)
 
     portfolio = PortfolioService(database, market_data, paper_trading, event_bus, settings)
+    paper_lifecycle.after_reset.append(portfolio.forget_account)
     registry.register(
         "portfolio",
         portfolio,
@@ -126,6 +135,8 @@ def build_services(settings: Settings) -> Services:
         sample_data=sample_data,
         market_data=market_data,
         paper_trading=paper_trading,
+        paper_activity=paper_activity,
+        paper_lifecycle=paper_lifecycle,
         portfolio=portfolio,
         llm=llm,
         agents=agents,

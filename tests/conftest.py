@@ -164,6 +164,16 @@ def make_settings(tmp_path: Path) -> Any:
     def build(**overrides: Any) -> Settings:
         overrides.setdefault("data_dir", tmp_path / "data")
         overrides.setdefault("environment", "test")
+        # The suite's expectations were written against one market: seed it, unless a
+        # test is about the seed (a user's default is a fresh seed per run).
+        market = overrides.setdefault("market_data", {})
+        if isinstance(market, dict):
+            market.setdefault("simulation_seed", 42)
+        # Exact expectations step the book by hand: each step's book is the one given
+        # (full recovery), unless a test is about recovery (the default refills half).
+        paper = overrides.setdefault("paper", {})
+        if isinstance(paper, dict):
+            paper.setdefault("book_recovery", "1")
         return load_settings(**overrides)
 
     return build

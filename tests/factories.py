@@ -150,10 +150,11 @@ async def create_account(
     account_type: str = "paper",
     exchange: str = "simulated",
     is_default: bool = False,
-    maker_fee_bps: Amount = "10",
-    taker_fee_bps: Amount = "20",
+    maker_fee_bps: Amount | None = "10",
+    taker_fee_bps: Amount | None = "20",
 ) -> TradingAccount:
-    """An account holding `cash` of its base currency (free), plus any other `balances`."""
+    """An account holding `cash` of its base currency (free), plus any other `balances`.
+    Fee rates are the account's override (None: the pairs' schedules)."""
     owner = await _owner(db, user_id)
     account = TradingAccount(
         id=uuid.uuid4(),
@@ -164,8 +165,8 @@ async def create_account(
         exchange=exchange,
         base_currency=base_currency,
         initial_balance=_dec(cash),
-        maker_fee_bps=_dec(maker_fee_bps),
-        taker_fee_bps=_dec(taker_fee_bps),
+        maker_fee_bps=_dec(maker_fee_bps) if maker_fee_bps is not None else None,
+        taker_fee_bps=_dec(taker_fee_bps) if taker_fee_bps is not None else None,
         is_default=is_default,
     )
     holdings = {base_currency: _dec(cash), **{k: _dec(v) for k, v in (balances or {}).items()}}
@@ -204,8 +205,8 @@ async def create_trading_pair(
         min_quantity=_dec(min_quantity),
         max_quantity=_opt(max_quantity),
         min_notional=_dec(min_notional),
-        maker_fee_bps=_dec(maker_fee_bps),
-        taker_fee_bps=_dec(taker_fee_bps),
+        maker_fee_bps=_dec(maker_fee_bps) if maker_fee_bps is not None else None,
+        taker_fee_bps=_dec(taker_fee_bps) if taker_fee_bps is not None else None,
     )
     await _save(db, pair)
     return pair

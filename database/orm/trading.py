@@ -31,7 +31,15 @@ from database.orm.constraints import (
 )
 from database.orm.types import JSONType, Money, UTCDateTime, utcnow
 from database.orm.user import UserOwned, UserOwnedComposite
-from models.enums import AccountType, Liquidity, OrderSide, OrderStatus, OrderType, TimeInForce
+from models.enums import (
+    AccountType,
+    Liquidity,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    StopTrigger,
+    TimeInForce,
+)
 
 if TYPE_CHECKING:
     from database.orm.agent import Agent, AgentDecision
@@ -103,8 +111,10 @@ class TradingAccount(UUIDPrimaryKey, UserOwned, Timestamps, Base):
     exchange: Mapped[str] = mapped_column(String(32))
     base_currency: Mapped[str] = mapped_column(String(16), default="USD")
     initial_balance: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
-    maker_fee_bps: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
-    taker_fee_bps: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # The account's own fee rates, set by its user: NULL trades at each pair's schedule
+    # (services/paper_trading/fees.py).
+    maker_fee_bps: Mapped[Decimal | None] = mapped_column(Money)
+    taker_fee_bps: Mapped[Decimal | None] = mapped_column(Money)
     realized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     total_fees: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     total_trades: Mapped[int] = mapped_column(Integer, default=0)
@@ -158,8 +168,11 @@ class Order(UUIDPrimaryKey, UserOwnedComposite, Timestamps, Base):
         one_of("side", OrderSide),
         one_of("order_type", OrderType),
         one_of("time_in_force", TimeInForce),
+        one_of("stop_trigger", StopTrigger),
         one_of("status", OrderStatus),
-        *positive("quantity", "price", "stop_price", "average_price"),
+        CheckConstraint("time_in_force <> 'GTD' OR expires_at IS NOT NULL", name="gtd_has_expiry"),
+        CheckConstraint("post_only = false OR order_type = 'limit'", name="post_only_is_limit"),
+        *positive("quantity", "price", "stop_price", "average_price", "notional"),
         *non_negative("filled_quantity", "fees", "locked_amount"),
         CheckConstraint(
             f"{num('filled_quantity')} <= {num('quantity')}", name="filled_within_quantity"
@@ -203,6 +216,19 @@ class Order(UUIDPrimaryKey, UserOwnedComposite, Timestamps, Base):
     quantity: Mapped[Decimal] = mapped_column(Money)
     price: Mapped[Decimal | None] = mapped_column(Money)
     stop_price: Mapped[Decimal | None] = mapped_column(Money)
+    # Which price triggers a stop (ignored by other types, kept as 'last').
+    stop_trigger: Mapped[str] = mapped_column(String(4), default=StopTrigger.LAST.value)
+    # A limit that must not take liquidity: refused rather than crossing at placement.
+    post_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    # DAY and GTD orders expire (cancelled, their lock released) at this time.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A market buy for a cash amount: the quote amount asked for; `quantity` is what the
+    # book gave for it.
+    notional: Mapped[Decimal | None] = mapped_column(Money)
+    # PATCH replaces an open order by a new version: the new one names the old.
+    replaces_order_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("orders.id", ondelete="SET NULL"), index=True
+    )
     status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PENDING.value)
     filled_quantity: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     average_price: Mapped[Decimal | None] = mapped_column(Money)
@@ -266,7 +292,7 @@ class Position(UUIDPrimaryKey, UserOwnedComposite, Timestamps, Base):
     __tablename__ = "positions"
     __table_args__ = (
         UniqueConstraint("account_id", "symbol"),
-        *non_negative("quantity", "avg_price", "cost_basis"),
+        *non_negative("quantity", "avg_price", "cost_basis", "entry_fees"),
         # The user's holdings of one symbol across accounts (seed 001's
         # idx_positions_user_symbol); also serves the CASCADE from users.
         Index("ix_positions_user_id_symbol", "user_id", "symbol"),
@@ -281,6 +307,9 @@ class Position(UUIDPrimaryKey, UserOwnedComposite, Timestamps, Base):
     avg_price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     # The exact cost of the held quantity; avg_price is cost_basis / quantity, rounded.
     cost_basis: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    # The buy fees paid for the held quantity, released pro rata as it is sold: a
+    # reduction's net result counts both its sell fee and its share of these.
+    entry_fees: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
     realized_pnl: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     last_trade_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

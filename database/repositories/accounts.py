@@ -65,8 +65,8 @@ async def ensure_default_account(
     exchange: str,
     base_currency: str,
     initial_balance: Decimal,
-    maker_fee_bps: Decimal,
-    taker_fee_bps: Decimal,
+    maker_fee_bps: Decimal | None = None,
+    taker_fee_bps: Decimal | None = None,
 ) -> tuple[TradingAccount, bool]:
     """The user's default paper account, created funded when missing. (account, created)"""
     query = select(TradingAccount).where(
@@ -97,12 +97,13 @@ async def create_paper_account(
     exchange: str,
     base_currency: str,
     initial_balance: Decimal,
-    maker_fee_bps: Decimal,
-    taker_fee_bps: Decimal,
+    maker_fee_bps: Decimal | None = None,
+    taker_fee_bps: Decimal | None = None,
     agent_id: uuid.UUID | None = None,
     is_default: bool = False,
 ) -> TradingAccount:
-    """A paper account holding `initial_balance` of its base currency."""
+    """A paper account holding `initial_balance` of its base currency; fee rates given
+    override the pairs' schedules (None: each pair's own)."""
     account = TradingAccount(
         id=uuid.uuid4(),
         user_id=user_id,

@@ -1,9 +1,10 @@
 """Queries on orders. Flush, never commit.
 
-The user-facing reads (`find`, `lock`, `page`) filter on `user_id`. The others are
-internal: the matching index's reload and the tick-driven fill path span every user's
-open orders, and a client_order_id is looked up in an account the caller already holds
-locked under the user's id.
+The user-facing reads (`find`, `lock`, `page`, `keyset_page`, `open_of`) filter on
+`user_id`. The others are internal: the matching index's reload and the tick-driven
+fill path span every user's open orders, and a client_order_id is looked up (or an
+account's orders deleted, by a reset) in an account the caller already holds locked
+under the user's id.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from database.locking import for_update
@@ -154,3 +155,92 @@ async def page(
         ).scalars()
     )
     return total, rows
+
+
+async def keyset_page(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    account_id: uuid.UUID | None = None,
+    status: OrderListStatus | None = None,
+    symbol: str | None = None,
+    side: str | None = None,
+    agent_id: uuid.UUID | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    before: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> list[Order]:
+    """Up to `limit` of the user's orders newest first, (created_at, id) descending,
+    strictly after `before` in that order (the last row of the previous page). One
+    statement and no COUNT; rows inserted meanwhile are newer and never shift a page."""
+    query = _filtered(
+        user_id=user_id,
+        account_id=account_id,
+        status=status,
+        symbol=symbol,
+        side=side,
+        agent_id=agent_id,
+        start=start,
+        end=end,
+    )
+    if before is not None:
+        at, order_id = before
+        query = query.where(
+            or_(Order.created_at < at, and_(Order.created_at == at, Order.id < order_id))
+        )
+    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+async def open_of(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    account_id: uuid.UUID | None = None,
+    symbol: str | None = None,
+    side: str | None = None,
+) -> list[Order]:
+    """The user's open orders (pending or partial, untriggered stops included), oldest
+    first, optionally of one account, symbol or side."""
+    query = _filtered(
+        user_id=user_id,
+        account_id=account_id,
+        status="open",
+        symbol=symbol,
+        side=side,
+        agent_id=None,
+        start=None,
+        end=None,
+    )
+    return list((await session.execute(query.order_by(Order.created_at, Order.id))).scalars())
+
+
+async def delete_of_account(session: AsyncSession, account_id: uuid.UUID) -> int:
+    """Delete every order of the account (their trades go with them: delete those first
+    to count them, see trades.delete_of_account); returns how many. Decisions that
+    placed them stay: the link is on the order. Internal: `account_id` is an account
+    the caller holds locked under the user's id."""
+    result = await session.execute(
+        delete(Order)
+        .where(Order.account_id == account_id)
+        .execution_options(synchronize_session=False)
+    )
+    deleted: int = result.rowcount  # type: ignore[attr-defined]
+    return deleted
+
+
+async def with_client_prefix(
+    session: AsyncSession, account_id: uuid.UUID, prefix: str
+) -> list[Order]:
+    """The account's orders whose client_order_id starts with `prefix` (letters, digits
+    and '-' only: no LIKE wildcards), in client_order_id order. Internal: `account_id`
+    is one the caller has checked belongs to the user."""
+    if not prefix.replace("-", "").isalnum():
+        raise ValueError(f"not a plain prefix: {prefix!r}")
+    query = (
+        select(Order)
+        .where(Order.account_id == account_id, Order.client_order_id.startswith(prefix))
+        .order_by(Order.created_at, Order.client_order_id)
+    )
+    return list((await session.execute(query)).scalars())

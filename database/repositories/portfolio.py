@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from database.locking import for_update
@@ -201,3 +201,13 @@ async def equity_since(
         .order_by(PortfolioSnapshot.taken_at, PortfolioSnapshot.id)
     )
     return [(taken_at, equity) for taken_at, equity in (await session.execute(query)).all()]
+
+
+async def delete_snapshots_of_account(session: AsyncSession, account_id: uuid.UUID) -> int:
+    """Delete an account's equity snapshots (a reset starts its curve again); returns how
+    many. Internal: `account_id` is one the caller holds locked under the user's id."""
+    result = await session.execute(
+        delete(PortfolioSnapshot).where(PortfolioSnapshot.account_id == account_id)
+    )
+    deleted: int = result.rowcount  # type: ignore[attr-defined]
+    return deleted

@@ -52,6 +52,7 @@ def add_empty(
         quantity=_ZERO,
         avg_price=_ZERO,
         cost_basis=_ZERO,
+        entry_fees=_ZERO,
         realized_pnl=_ZERO,
     )
     session.add(position)

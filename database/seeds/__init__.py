@@ -18,8 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from database.orm import AccountBalance, Agent, Strategy, TradingAccount, TradingPair
 from database.seeds.catalog import (
     AGENTS,
-    PAPER_MAKER_FEE_BPS,
-    PAPER_TAKER_FEE_BPS,
     PRIMARY_ACCOUNT_NAME,
     SIMULATED_EXCHANGE,
     STRATEGIES,
@@ -121,8 +119,6 @@ async def load_seed_data(session: AsyncSession, *, user_id: uuid.UUID) -> SeedRe
             exchange=SIMULATED_EXCHANGE,
             base_currency="USD",
             initial_balance=agent.paper_balance,
-            maker_fee_bps=PAPER_MAKER_FEE_BPS,
-            taker_fee_bps=PAPER_TAKER_FEE_BPS,
         )
         for agent in await _agents_without_account(session, user_id)
     ]

@@ -10,9 +10,6 @@ from typing import Any
 
 SIMULATED_EXCHANGE = "simulated"
 PRIMARY_ACCOUNT_NAME = "Primary Account"
-# What the seed agents' paper accounts pay, in basis points of notional.
-PAPER_MAKER_FEE_BPS = Decimal(10)
-PAPER_TAKER_FEE_BPS = Decimal(20)
 
 
 @dataclass(frozen=True)

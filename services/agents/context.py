@@ -170,14 +170,17 @@ class ContextBuilder:
             max_daily_loss_pct=self._config.max_daily_loss_pct,
         )
         quotes = {}
+        # One rate for the risk checks: the highest taker rate the agent may pay.
+        fee_bps = Decimal(0)
         for symbol in agent.symbols:
             ticker = self._market.ticker(symbol)
-            step = self._market.pair_rules(symbol).step_size
-            quotes[symbol] = Quote(ticker.bid, ticker.ask, step)
+            rules = self._market.pair_rules(symbol)
+            quotes[symbol] = Quote(ticker.bid, ticker.ask, rules.step_size)
+            fee_bps = max(fee_bps, self._portfolio.fees.rates(account, rules).taker_bps)
         inputs = Inputs(
             equity=equity,
             cash_free=valuation.free_cash,
-            fee_bps=account.taker_fee_bps,
+            fee_bps=fee_bps,
             day_start_equity=day_start,
             holdings=holdings,
             quotes=quotes,

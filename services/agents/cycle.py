@@ -248,7 +248,7 @@ class DecisionCycle:
             if planned.action == "rebalance":
                 # Its orders go out one by one, each referencing this row: log it first.
                 await self._decisions.write(row, call, None, started)
-                verdict = await self._rebalance(seen, decision, planned)
+                verdict = await self._rebalance(seen, decision, planned, row.id)
                 return await self._decisions.close(row, verdict, started)
             return await self._trade(seen, decision, symbol, planned, row, call, started)
 
@@ -263,14 +263,22 @@ class DecisionCycle:
         row.confidence_score = decision.confidence_score
         row.reasoning = decision.reasoning
 
-    async def _rebalance(self, seen: Seen, decision: Decision, planned: Plan) -> Verdict:
+    async def _rebalance(
+        self, seen: Seen, decision: Decision, planned: Plan, decision_row_id: uuid.UUID
+    ) -> Verdict:
         record: dict[str, Any] = {"plan": planned.to_record()}
         targets = [
             PortfolioTarget(symbol=w.symbol, weight=w.weight) for w in decision.target_weights or ()
         ]
         request = RebalanceRequest(targets=targets, account_id=seen.account.id)
         try:
-            rebalanced = await self._portfolio.rebalance(seen.agent.user_id, request)
+            # Keyed by the decision: the orders carry it, and a decision never runs twice.
+            rebalanced = await self._portfolio.rebalance(
+                seen.agent.user_id,
+                request,
+                idempotency_key=f"decision-{decision_row_id}",
+                decision_id=decision_row_id,
+            )
         except AppError as e:
             return Verdict(DecisionStatus.REJECTED, e.message, ActionTaken.NONE, record)
         record["rebalance"] = rebalanced.model_dump(mode="json")

@@ -258,8 +258,6 @@ class AgentService:
                 exchange=self._market.exchange_name,
                 base_currency=paper.base_currency,
                 initial_balance=body.paper_balance,
-                maker_fee_bps=paper.maker_fee_bps,
-                taker_fee_bps=paper.taker_fee_bps,
                 agent_id=agent.id,
             )
             read = self._read(agent, account)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -172,8 +173,14 @@ class MarketDataService:
         if not universe:
             log.warning("market_data_without_pairs", exchange=SIMULATED_EXCHANGE)
             return
+        seed = self._settings.simulation_seed
+        if seed is None:
+            # A fresh market per run: restarts must not replay the moves an agent was
+            # already judged on. Logged and in /health, so a run can be reproduced.
+            seed = secrets.randbits(32)
+        log.info("simulated_market_seed", seed=seed, configured=self._settings.simulation_seed)
         exchange = SimulatedExchange(
-            seed=self._settings.simulation_seed,
+            seed=seed,
             universe=universe,
             tick_seconds=self._settings.simulation_tick_seconds,
             start=self._clock(),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any, Protocol, TypeVar
@@ -25,18 +25,19 @@ from database.orm import Order, Position, Trade
 from database.orm.types import strip_zeros
 from database.repositories import trades as trade_repo
 from models.base import AppModel, decimal_to_str
-from models.enums import OrderSide, OrderStatus, OrderType, TimeInForce
+from models.enums import Liquidity, OrderSide, OrderStatus, OrderType, StopTrigger, TimeInForce
 from models.events import Channel, EventType
 from models.trading import FillRead, OrderRead
 from services.infra.event_bus import EventBus
 from services.paper_trading import ledger
+from services.paper_trading.fees import FeeRates
+from services.paper_trading.liquidity import Venue, VenueBook
 from services.paper_trading.matching import (
     MONEY_CONTEXT,
-    BookWalk,
     Execution,
     Fill,
     Outcome,
-    consume,
+    Rejection,
     execute,
     fee_for,
 )
@@ -125,6 +126,9 @@ def engine_order(row: Order) -> EngineOrder:
         remaining=row.quantity - row.filled_quantity,
         limit_price=row.price,
         stop_price=row.stop_price if order_type in STOPS else None,
+        expires_at=row.expires_at,
+        post_only=row.post_only,
+        stop_trigger=StopTrigger(row.stop_trigger) if order_type in STOPS else StopTrigger.LAST,
     )
 
 
@@ -147,41 +151,78 @@ class AccountGates:
         return gate
 
 
-def _walk_of(execution: Execution) -> BookWalk:
-    levels = tuple(BookLevel(f.price, f.quantity) for f in execution.fills)
-    return BookWalk(
-        levels, execution.filled_quantity, execution.order.remaining, execution.notional
-    )
+def _walk_of(execution: Execution) -> tuple[BookLevel, ...]:
+    """The levels an execution took from the book, one per fill."""
+    return tuple(BookLevel(f.price, f.quantity) for f in execution.fills)
 
 
 class TakerBooks:
-    """The book takers see: the latest market step's, minus what orders took from it."""
+    """The book takers see: the latest market step's book minus what paper orders took
+    from it and the venue has not refilled yet (services/paper_trading/liquidity.py).
 
-    def __init__(self, market: MarketView) -> None:
+    `recovery` is the share of the taken depth the venue refills per market step, in
+    (0, 1]; 1 (the default) shows the fresh book every step. Give a `venue` instead to
+    share one with an `OrderIndex`, so makers and takers draw on the same depth.
+    """
+
+    def __init__(
+        self, market: MarketView, *, recovery: Decimal | None = None, venue: Venue | None = None
+    ) -> None:
+        if venue is not None and recovery is not None and recovery != venue.recovery:
+            raise ValueError("the venue has its own recovery rate")
         self._market = market
-        self._books: dict[str, OrderBook] = {}
+        if venue is None:
+            venue = Venue(recovery=Decimal(1) if recovery is None else recovery)
+        self._venue = venue
+        self._quanta: dict[str, Decimal] = {}
+
+    @property
+    def venue(self) -> Venue:
+        return self._venue
 
     def set_book(self, symbol: str, book: OrderBook) -> None:
-        """The market stepped: takers now see its book."""
-        self._books[symbol] = book
+        """The market stepped: takers now see its book, less what is still consumed."""
+        if book.symbol != symbol:
+            raise ValueError(f"the book is for {book.symbol}, not {symbol}")
+        self._venue.advance(book, quantum=self._quantum(symbol))
+
+    def _quantum(self, symbol: str) -> Decimal:
+        quantum = self._quanta.get(symbol)
+        if quantum is None:
+            quantum = self._quanta[symbol] = self._market.pair_rules(symbol).step_size
+        return quantum
+
+    def _venue_book(self, symbol: str) -> VenueBook:
+        venue_book = self._venue.get(symbol)
+        if venue_book is None or not venue_book.has_book:
+            # No market step yet: the market's current book is the first one.
+            venue_book = self._venue.advance(
+                self._market.order_book(symbol, depth=100), quantum=self._quantum(symbol)
+            )
+        return venue_book
 
     def book(self, symbol: str) -> OrderBook:
-        book = self._books.get(symbol)
-        if book is None:
-            book = self._books[symbol] = self._market.order_book(symbol, depth=100)
-        return book
+        return self._venue_book(symbol).view()
 
     def take(self, order: EngineOrder, taker_fee_bps: Decimal) -> Execution:
         """Execute against the current book and take the liquidity at once (no await in
-        between, so concurrent orders never take the same depth). If the order's
-        transaction then fails, that depth stays gone until the next market step:
-        conservative, never double-counted."""
-        execution = execute(order, self.book(order.symbol), taker_fee_bps=taker_fee_bps)
-        if execution.fills:
-            self._books[order.symbol] = consume(
-                self.book(order.symbol), order.side, _walk_of(execution)
-            )
-        return execution
+        between, so concurrent orders never take the same depth). An order that is then
+        refused, or whose transaction fails, returns it with `give_back`."""
+        venue_book = self._venue_book(order.symbol)
+        execution = execute(order, venue_book.view(), taker_fee_bps=taker_fee_bps)
+        if not execution.fills:
+            return execution
+        book_side = OrderSide.SELL if order.side is OrderSide.BUY else OrderSide.BUY
+        taken = venue_book.take(book_side, _walk_of(execution))
+        return Execution(
+            execution.order, execution.fills, execution.outcome, execution.rejection, taken
+        )
+
+    def give_back(self, execution: Execution) -> None:
+        """Return the depth `execution` took (at most once; the venue refills only what
+        recovery would have left consumed by now, never past the external book)."""
+        if execution.taken is not None:
+            self._venue.give_back(execution.taken)
 
 
 def _buy_reserve(quantity: Decimal, price: Decimal, fee_bps: Decimal) -> Decimal:
@@ -190,10 +231,13 @@ def _buy_reserve(quantity: Decimal, price: Decimal, fee_bps: Decimal) -> Decimal
         return notional + fee_for(notional, fee_bps)
 
 
-def buy_rest_reserve(account: Any, working: EngineOrder, resting: Decimal) -> Decimal:
+def buy_rest_reserve(fee_bps: Decimal, working: EngineOrder, resting: Decimal) -> Decimal:
+    """What a buy's open rest keeps locked: its cost at its limit (a stop-market at its
+    stop plus STOP_BUY_BUFFER) and the fee at `fee_bps`, the highest rate it may pay.
+    Enough to the unit: the rest fills at its limit as maker, and `price_fills` makes
+    its maker fees add up to exactly the fee of their total notional."""
     if not resting:
         return ZERO
-    fee_bps = max(account.maker_fee_bps, account.taker_fee_bps)
     if working.limit_price is not None:
         return _buy_reserve(resting, working.limit_price, fee_bps)
     if working.stop_price is None:
@@ -207,15 +251,47 @@ def trim_lock(
     book: ledger.Book,
     order: Order,
     asset: str,
-    account: Any,
+    fee_bps: Decimal,
     working: EngineOrder,
     resting: Decimal,
 ) -> None:
     """Keep exactly the reserve of the resting part locked; free the rest."""
-    excess = order.locked_amount - buy_rest_reserve(account, working, resting)
+    excess = order.locked_amount - buy_rest_reserve(fee_bps, working, resting)
     if excess > 0:
         ledger.change_balance(book, asset, free=excess, locked=-excess)
         order.locked_amount = order.locked_amount - excess
+
+
+def price_fills(
+    fills: Iterable[Fill], rates: FeeRates, earlier: Iterable[Trade] = ()
+) -> tuple[Fill, ...]:
+    """The fills with the fees they pay: per liquidity kind, the fee of the order's
+    cumulative notional minus what its earlier fills of that kind paid. Per-fill
+    rounding could otherwise add up past what the order reserved, however many
+    partial fills it gets; this way an order's fees of one kind are always exactly
+    `fee_for(total notional of that kind)`."""
+    notional = {Liquidity.MAKER: ZERO, Liquidity.TAKER: ZERO}
+    with localcontext(MONEY_CONTEXT):
+        for trade in earlier:
+            notional[Liquidity(trade.liquidity)] += trade.price * trade.quantity
+        priced = []
+        for fill in fills:
+            kind = Liquidity(fill.liquidity)
+            bps = rates.maker_bps if kind is Liquidity.MAKER else rates.taker_bps
+            before = notional[kind]
+            after = notional[kind] = before + fill.notional
+            fee = fee_for(after, bps) - fee_for(before, bps)
+            priced.append(replace(fill, fee=fee))
+    return tuple(priced)
+
+
+def locked_asset(order: Order, quote_asset: str) -> str:
+    """What an order locks: the quote currency for a buy, the base asset for a sell.
+    Taken from the symbol (BASE/QUOTE), so an order of a pair no longer traded can
+    still be cancelled and release its lock."""
+    if order.side == OrderSide.BUY.value:
+        return quote_asset
+    return order.symbol.partition("/")[0]
 
 
 def release(book: ledger.Book, order: Order, asset: str) -> None:
@@ -236,9 +312,18 @@ def finish(order: Order, execution: Execution | None, resting: Decimal, now: dat
     order.closed_at = now
     if execution.outcome is Outcome.FILLED:
         order.status = OrderStatus.FILLED.value
+    elif execution.outcome is Outcome.REJECTED and execution.rejection is Rejection.POST_ONLY:
+        order.status = OrderStatus.REJECTED.value
+        order.reject_reason = "post-only: the limit would have taken liquidity from the book"
     elif execution.outcome is Outcome.REJECTED:
         order.status = OrderStatus.REJECTED.value
         order.reject_reason = "fill or kill: the book could not fill the whole quantity" + (
+            " within the limit" if order.price is not None else ""
+        )
+    elif not order.filled_quantity and order.time_in_force == TimeInForce.IOC.value:
+        # Nothing was wrong with the order: it expired unfilled, as IOC asks.
+        order.status = OrderStatus.CANCELLED.value
+        order.reject_reason = "immediate or cancel: nothing could fill at once" + (
             " within the limit" if order.price is not None else ""
         )
     elif not order.filled_quantity:
@@ -267,13 +352,15 @@ async def apply_fills(
     position: Position | None = None,
 ) -> list[Trade]:
     """Pay each fill out of the order's lock and book it; returns all the order's
-    trades (`earlier`: those it had, read from the database when not given)."""
+    trades (`earlier`: those it had, read from the database when not given). The fills
+    carry their final fees (`price_fills`)."""
     if earlier is None:
         earlier = await trade_repo.of_order(session, order.id) if order.filled_quantity else []
     side = OrderSide(order.side)
     if position is None:
         position = await ledger.position_of(session, book.account, order.symbol)
     trades = []
+    sells: list[ledger.Booked] = []
     for fill in fills:
         with localcontext(MONEY_CONTEXT):
             due = fill.notional + fill.fee if side is OrderSide.BUY else fill.quantity
@@ -295,6 +382,10 @@ async def apply_fills(
         order.filled_quantity = order.filled_quantity + fill.quantity
         order.fees = order.fees + fill.fee
         trades.append(booked.trade)
+        if side is OrderSide.SELL:
+            sells.append(booked)
+    if sells:
+        ledger.count_reduction(book.account, sells)
     all_trades = earlier + trades
     with localcontext(MONEY_CONTEXT):
         notional = sum((t.price * t.quantity for t in all_trades), ZERO)

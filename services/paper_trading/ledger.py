@@ -17,6 +17,10 @@ Accounting, average cost, fees kept apart:
   realized PnL = notional - that share.
 So cash + Σ cost_basis = initial + realized PnL - fees holds exactly, for any rounding
 of the removed share, and avg_price = cost_basis / quantity is for display.
+
+Wins and losses are counted per reduction of a position (one order's sell fills booked
+in one transaction: `count_reduction`), not per fill, and net of both fees: the sell
+fees and the share of the buy fees (`positions.entry_fees`) the sold quantity carried.
 """
 
 from __future__ import annotations
@@ -202,10 +206,23 @@ async def position_of(session: AsyncSession, account: TradingAccount, symbol: st
 
 @dataclass(frozen=True, slots=True)
 class Booked:
-    """What one fill did to the ledger."""
+    """What one fill did to the ledger: its trade, and for a sell its result net of its
+    own fee and of the buy fees of the quantity it sold."""
 
     trade: Trade
     realized_pnl: Decimal
+    net: Decimal = _ZERO
+
+
+def count_reduction(account: TradingAccount, sells: Iterable[Booked]) -> None:
+    """One reduction of a position: one trade, a win or a loss by its net result."""
+    with localcontext(MONEY_CONTEXT):
+        net = sum((booked.net for booked in sells), _ZERO)
+    account.total_trades += 1
+    if net > 0:
+        account.winning_trades += 1
+    elif net < 0:
+        account.losing_trades += 1
 
 
 def book_fill(
@@ -232,8 +249,9 @@ def book_fill(
             change_balance(book, quote_asset, free=cash_from_lock - cost, locked=-cash_from_lock)
             change_balance(book, base_asset, free=fill.quantity)
             position.cost_basis = stored(position.cost_basis + fill.notional)
+            position.entry_fees = position.entry_fees + fill.fee
             position.quantity = position.quantity + fill.quantity
-            realized = _ZERO
+            realized = net = _ZERO
         else:
             change_balance(
                 book,
@@ -243,20 +261,18 @@ def book_fill(
             )
             change_balance(book, quote_asset, free=fill.notional - fill.fee)
             if fill.quantity >= position.quantity:
-                removed = position.cost_basis
+                removed, entry_fees = position.cost_basis, position.entry_fees
             else:
-                removed = stored(position.cost_basis * fill.quantity / position.quantity)
+                share = fill.quantity / position.quantity
+                removed = stored(position.cost_basis * share)
+                entry_fees = stored(position.entry_fees * share)
             realized = fill.notional - removed
+            net = realized - fill.fee - entry_fees
             position.cost_basis = stored(position.cost_basis - removed)
+            position.entry_fees = stored(position.entry_fees - entry_fees)
             position.quantity = position.quantity - fill.quantity
             position.realized_pnl = position.realized_pnl + realized
             account.realized_pnl = account.realized_pnl + realized
-            account.total_trades += 1
-            net = realized - fill.fee
-            if net > 0:
-                account.winning_trades += 1
-            elif net < 0:
-                account.losing_trades += 1
         position.avg_price = (
             stored(position.cost_basis / position.quantity) if position.quantity else _ZERO
         )
@@ -277,4 +293,4 @@ def book_fill(
         realized_pnl=realized,
         executed_at=executed_at,
     )
-    return Booked(trade, realized)
+    return Booked(trade, realized, net)

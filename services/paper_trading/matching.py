@@ -1,297 +1,110 @@
-"""The paper exchange's matching core: pure, deterministic, `Decimal` only.
+"""The paper exchange's resting orders: pure, deterministic, `Decimal` only.
 
-No database, no I/O, no clock: the paper trading service calls it inside the
-transaction that persists the order, its fills and the balances.
+No database, no I/O, no clock: the paper trading service feeds it the market's steps
+and applies what comes out in transactions of its own (services/paper_trading/fills.py).
+Orders, fills and the taker's rules are in services/paper_trading/taker.py (re-exported
+here); the venue's book and its queues in services/paper_trading/liquidity.py.
 
-Taker side (`walk_book`, `execute`). A buy consumes the asks from the touch upward, a
-sell the bids downward; every level touched is one fill at that level's price, so size
-moves the price and a thin book fills partially. A limit caps the walk (a buy takes
-levels priced <= its limit, a sell levels >= its limit).
+A resting buy limit fills when the ask is at or below its price, a sell limit when the
+bid is at or above it, always at its own limit price: the flow that moved the market
+through the order would have traded with it there, and no price improvement is
+invented. Quantity, with the venue's book for the symbol: the available opposing depth
+at or better than the limit, handed out in price-time priority, the displayed quantity
+queued ahead of each order at its price served first (liquidity.py); what makers take
+is gone for the takers of the step, and the reverse. With a snapshot `book` instead (no
+venue book for the symbol): the same without queues, nothing carried to the next call.
+With neither: the whole remaining quantity. A partly filled order keeps its priority.
 
-- market: whatever its time in force, the part the book cannot fill is cancelled; FOK
-  makes it all or nothing over the whole book.
-- limit GTC: takes what crosses, up to its limit, then the rest rests (the caller adds
-  it to `OrderIndex`); IOC cancels the rest; FOK trades only when the whole quantity is
-  available within the limit, otherwise nothing trades.
-
-Maker side (`OrderIndex.on_market`). A resting buy limit fills when the ask is at or
-below its price, a sell limit when the bid is at or above it, always at its own limit
-price: the flow that moved the market through the order would have traded with it
-there, and no price improvement is invented. Quantity: without a book, the whole
-remaining quantity; with the book, the opposing depth at or better than the limit,
-shared by the crossed orders in price-time priority, so a thin book fills partially
-and the rest keeps resting with its priority. Each call is one snapshot: liquidity is
-not carried from one call to the next.
-
-Stops trigger on the last price (buy when last >= stop, sell when last <= stop), leave
-the index and come back converted (stop -> market, stop_limit -> limit at its limit
-price, same time in force) for the caller to execute against the book.
-
-Fees: `fee = notional * bps / 10000` on every fill, rounded ROUND_HALF_UP to
-`FEE_QUANTUM` (1e-8 of the quote currency); taker rate in `execute`, maker rate for
-resting fills. Arithmetic runs in `MONEY_CONTEXT` (40 significant digits, so prices
-times quantities stay exact) whatever the caller's thread context is.
+Stops trigger on the price their `stop_trigger` names (a buy when it is >= the stop, a
+sell when <= it), leave the index and come back converted (`trigger_stop`) for the
+caller to execute against the book. Orders with an `expires_at` (DAY, GTD) leave
+through `OrderIndex.expire`. Resting fills carry the maker rate given to `on_market`.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from decimal import (
-    ROUND_HALF_EVEN,
-    ROUND_HALF_UP,
-    Context,
-    Decimal,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
-    localcontext,
-)
-from enum import StrEnum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, localcontext
 
 from connectors.base import BookLevel, OrderBook, Ticker
-from models.enums import Liquidity, OrderSide, OrderType, TimeInForce
-
-MONEY_CONTEXT = Context(
-    prec=40, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+from models.enums import Liquidity, OrderSide, OrderType, StopTrigger
+from services.paper_trading.liquidity import (
+    ASKS,
+    BIDS,
+    MONEY_CONTEXT,
+    Depth,
+    Queue,
+    Taken,
+    Venue,
+    VenueBook,
 )
-FEE_QUANTUM = Decimal("0.00000001")
-# The average fill price is a quotient that rarely terminates: 28 significant digits,
-# Python's default precision, is plenty for display; the ledger uses the fills' notional.
-AVERAGE_PRICE_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
+from services.paper_trading.taker import (
+    AVERAGE_PRICE_CONTEXT,
+    EXPIRES,
+    FEE_QUANTUM,
+    NEEDS_STOP,
+    RESTS,
+    BookWalk,
+    Execution,
+    Fill,
+    Order,
+    Outcome,
+    Rejection,
+    execute,
+    fee_for,
+    make_fill,
+    stop_is_triggered,
+    trigger_stop,
+    walk_book,
+    with_remaining,
+)
 
-_ZERO = Decimal(0)
-_BPS = Decimal(10000)
+__all__ = [
+    "AVERAGE_PRICE_CONTEXT",
+    "FEE_QUANTUM",
+    "MONEY_CONTEXT",
+    "BookWalk",
+    "Execution",
+    "Fill",
+    "MarketEvent",
+    "Order",
+    "OrderIndex",
+    "Outcome",
+    "Rejection",
+    "RestingFill",
+    "StopTriggered",
+    "execute",
+    "fee_for",
+    "make_fill",
+    "stop_is_triggered",
+    "trigger_stop",
+    "walk_book",
+]
+
 # Cancelled orders leave stale heap entries (lazy deletion); a symbol's heaps are
 # rebuilt once its stale entries outnumber its live orders and this floor.
 _COMPACT_FLOOR = 256
-
-
-class Outcome(StrEnum):
-    """What happened to an order executed as taker."""
-
-    FILLED = "filled"  # nothing left
-    RESTING = "resting"  # GTC limit: the rest (maybe all of it) rests in the index
-    CANCELLED = "cancelled"  # market or IOC: the rest is cancelled, fills are kept
-    REJECTED = "rejected"  # FOK that could not fill completely: nothing traded
-
-
-_NEEDS_LIMIT = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
-_NEEDS_STOP = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
-
-
-@dataclass(frozen=True, slots=True)
-class Order:
-    """The engine's view of an order; `remaining` is the quantity not yet filled."""
-
-    id: str
-    account_id: str
-    symbol: str
-    side: OrderSide
-    order_type: OrderType
-    time_in_force: TimeInForce
-    quantity: Decimal
-    remaining: Decimal
-    limit_price: Decimal | None = None
-    stop_price: Decimal | None = None
-
-    def __post_init__(self) -> None:
-        if self.quantity <= 0:
-            raise ValueError(f"order {self.id}: quantity must be positive")
-        if not _ZERO <= self.remaining <= self.quantity:
-            raise ValueError(f"order {self.id}: remaining must be within [0, quantity]")
-        _check_price(self, "limit_price", self.limit_price, self.order_type in _NEEDS_LIMIT)
-        _check_price(self, "stop_price", self.stop_price, self.order_type in _NEEDS_STOP)
-
-    @property
-    def filled(self) -> Decimal:
-        return self.quantity - self.remaining
-
-
-def _check_price(order: Order, name: str, price: Decimal | None, required: bool) -> None:
-    if required and price is None:
-        raise ValueError(f"order {order.id}: a {order.order_type} order needs a {name}")
-    if not required and price is not None:
-        raise ValueError(f"order {order.id}: a {order.order_type} order takes no {name}")
-    if price is not None and price <= 0:
-        raise ValueError(f"order {order.id}: {name} must be positive")
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    price: Decimal
-    quantity: Decimal
-    notional: Decimal
-    fee: Decimal
-    liquidity: Liquidity
-
-
-def fee_for(notional: Decimal, bps: Decimal) -> Decimal:
-    """`notional * bps / 10000`, rounded ROUND_HALF_UP to FEE_QUANTUM."""
-    with localcontext(MONEY_CONTEXT):
-        return (notional * bps / _BPS).quantize(FEE_QUANTUM, rounding=ROUND_HALF_UP)
-
-
-def make_fill(price: Decimal, quantity: Decimal, bps: Decimal, liquidity: Liquidity) -> Fill:
-    """One fill with its exact notional and its rounded fee."""
-    with localcontext(MONEY_CONTEXT):
-        notional = price * quantity
-    return Fill(price, quantity, notional, fee_for(notional, bps), liquidity)
-
-
-def _average(notional: Decimal, quantity: Decimal) -> Decimal | None:
-    return AVERAGE_PRICE_CONTEXT.divide(notional, quantity) if quantity else None
-
-
-@dataclass(frozen=True, slots=True)
-class BookWalk:
-    """What a taker would get from a book: one (price, quantity) per level touched."""
-
-    fills: tuple[BookLevel, ...]
-    filled: Decimal
-    remaining: Decimal
-    notional: Decimal
-
-    @property
-    def average_price(self) -> Decimal | None:
-        return _average(self.notional, self.filled)
-
-
-def walk_book(
-    book: OrderBook, side: OrderSide, quantity: Decimal, *, limit_price: Decimal | None = None
-) -> BookWalk:
-    """Consume the opposing side from the touch, stopping at `limit_price` if given."""
-    if quantity <= 0:
-        raise ValueError("quantity must be positive")
-    buy = side is OrderSide.BUY
-    fills: list[BookLevel] = []
-    left = quantity
-    notional = _ZERO
-    with localcontext(MONEY_CONTEXT):
-        for level in book.asks if buy else book.bids:
-            if not left:
-                break
-            if limit_price is not None and (
-                level.price > limit_price if buy else level.price < limit_price
-            ):
-                break
-            if level.quantity <= 0:
-                continue
-            take = min(left, level.quantity)
-            fills.append(BookLevel(level.price, take))
-            notional += level.price * take
-            left -= take
-        filled = quantity - left
-    return BookWalk(tuple(fills), filled, left, notional)
-
-
-def consume(book: OrderBook, side: OrderSide, walk: BookWalk) -> OrderBook:
-    """The book left after `walk` (taken by a `side` taker), for the next order in the
-    same snapshot, so two orders never trade the same liquidity."""
-    taken = iter(walk.fills)
-    pending = next(taken, None)
-    left: list[BookLevel] = []
-    with localcontext(MONEY_CONTEXT):
-        for level in book.asks if side is OrderSide.BUY else book.bids:
-            # The walk skipped empty levels and took one fill per level, in order.
-            quantity = level.quantity
-            if pending is not None and quantity > 0:
-                if level.price != pending.price or quantity < pending.quantity:
-                    raise ValueError("the walk was not taken from this book")
-                quantity -= pending.quantity
-                pending = next(taken, None)
-            if quantity > 0:
-                left.append(BookLevel(level.price, quantity))
-    if pending is not None:
-        raise ValueError("the walk was not taken from this book")
-    if side is OrderSide.BUY:
-        return replace(book, asks=tuple(left))
-    return replace(book, bids=tuple(left))
-
-
-@dataclass(frozen=True, slots=True)
-class Execution:
-    """An order executed as taker; `order.remaining` is what rests, or what was
-    cancelled (CANCELLED, REJECTED)."""
-
-    order: Order
-    fills: tuple[Fill, ...]
-    outcome: Outcome
-
-    @property
-    def filled_quantity(self) -> Decimal:
-        with localcontext(MONEY_CONTEXT):
-            return sum((fill.quantity for fill in self.fills), _ZERO)
-
-    @property
-    def notional(self) -> Decimal:
-        with localcontext(MONEY_CONTEXT):
-            return sum((fill.notional for fill in self.fills), _ZERO)
-
-    @property
-    def fees(self) -> Decimal:
-        with localcontext(MONEY_CONTEXT):
-            return sum((fill.fee for fill in self.fills), _ZERO)
-
-    @property
-    def average_price(self) -> Decimal | None:
-        return _average(self.notional, self.filled_quantity)
-
-
-def execute(order: Order, book: OrderBook, *, taker_fee_bps: Decimal) -> Execution:
-    """Execute a market or limit order against `book` as taker (semantics above)."""
-    if order.order_type in _NEEDS_STOP:
-        raise ValueError(f"order {order.id}: a stop executes only once triggered")
-    if order.symbol != book.symbol:
-        raise ValueError(f"order {order.id} is for {order.symbol}, the book for {book.symbol}")
-    if not order.remaining:
-        raise ValueError(f"order {order.id} has nothing left to fill")
-    walk = walk_book(book, order.side, order.remaining, limit_price=order.limit_price)
-    if order.time_in_force is TimeInForce.FOK and walk.remaining:
-        return Execution(order, (), Outcome.REJECTED)
-    fills = tuple(
-        make_fill(level.price, level.quantity, taker_fee_bps, Liquidity.TAKER)
-        for level in walk.fills
-    )
-    after = replace(order, remaining=walk.remaining) if fills else order
-    if not walk.remaining:
-        outcome = Outcome.FILLED
-    elif order.order_type is OrderType.LIMIT and order.time_in_force is TimeInForce.GTC:
-        outcome = Outcome.RESTING
-    else:
-        outcome = Outcome.CANCELLED
-    return Execution(after, fills, outcome)
-
-
-def stop_is_triggered(order: Order, last: Decimal) -> bool:
-    """A buy stop triggers when last >= stop, a sell stop when last <= stop."""
-    if order.stop_price is None:
-        raise ValueError(f"order {order.id} is not a stop")
-    return last >= order.stop_price if order.side is OrderSide.BUY else last <= order.stop_price
-
-
-def trigger_stop(order: Order) -> Order:
-    """The order a triggered stop becomes: stop -> market, stop_limit -> limit."""
-    if order.order_type is OrderType.STOP:
-        return replace(order, order_type=OrderType.MARKET, stop_price=None)
-    if order.order_type is OrderType.STOP_LIMIT:
-        return replace(order, order_type=OrderType.LIMIT, stop_price=None)
-    raise ValueError(f"order {order.id} is not a stop")
+_TRIGGERS = {StopTrigger.LAST: 0, StopTrigger.BID: 1, StopTrigger.ASK: 2}
 
 
 @dataclass(frozen=True, slots=True)
 class RestingFill:
-    """A resting limit order traded as maker; `order` is the order after the fill."""
+    """A resting limit order traded as maker; `order` is the order after the fill;
+    `taken` the venue depth the fill drew on (None without a venue book)."""
 
     order: Order
     fill: Fill
+    taken: Taken | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class StopTriggered:
-    """A stop left the index; `order` is what it became, to execute against the book."""
+    """A stop left the index; `order` is what it became, to execute against the book.
+    `last_price` is the price that triggered it (the last, bid or ask: its trigger)."""
 
     order: Order
     stop_price: Decimal
@@ -300,69 +113,57 @@ class StopTriggered:
 
 MarketEvent = RestingFill | StopTriggered
 
-# A heap entry: (sort key, sequence, price, order id). The key is the price negated
-# where the best is the highest; the price is kept as is so a tick compares the touch
-# with it and builds no Decimal. The sequence is unique: ties never reach the id.
-_Entry = tuple[Decimal, int, Decimal, str]
+# Resting limits are grouped by price into venue queues; a level heap entry is (sort
+# key, sequence, queue), the key the price negated for the buys (best first). A stop
+# entry is (sort key, sequence, stop price, order id). An emptied queue never fills
+# again and a popped stop is gone from `_live`: stale entries are skipped.
+_Level = tuple[Decimal, int, Queue]
+_Stop = tuple[Decimal, int, Decimal, str]
+_Live = tuple[Order, int, Queue | None]
 
 
 class _SymbolOrders:
-    """One symbol's four heaps; the top of each is the first order a move would reach."""
+    """One symbol's heaps: the top of each is the first order a move would reach."""
 
-    __slots__ = ("buy_limits", "buy_stops", "live", "sell_limits", "sell_stops", "stale")
+    __slots__ = ("levels", "live", "stale", "stops")
 
     def __init__(self) -> None:
-        self.buy_limits: list[_Entry] = []  # highest price first
-        self.sell_limits: list[_Entry] = []  # lowest price first
-        self.buy_stops: list[_Entry] = []  # lowest stop first
-        self.sell_stops: list[_Entry] = []  # highest stop first
+        self.levels: tuple[list[_Level], list[_Level]] = ([], [])  # buys, sells
+        # Buy stops on last, bid, ask (lowest first), then sell stops (highest first).
+        self.stops: tuple[list[_Stop], ...] = tuple([] for _ in range(6))
         self.live = 0
         self.stale = 0
-
-    def heaps(self) -> tuple[list[_Entry], ...]:
-        return (self.buy_limits, self.sell_limits, self.buy_stops, self.sell_stops)
-
-
-class _Depth:
-    """The opposing side of a book, handed out from the touch to the crossed orders in
-    priority order (whose limits only get worse, so one cursor serves them all)."""
-
-    __slots__ = ("buy", "index", "left", "levels")
-
-    def __init__(self, levels: Sequence[BookLevel], buy: bool) -> None:
-        self.levels = levels
-        self.buy = buy
-        self.index = 0
-        self.left = levels[0].quantity if levels else _ZERO
-
-    def take(self, limit: Decimal, wanted: Decimal) -> Decimal:
-        taken = _ZERO
-        levels = self.levels
-        while taken < wanted and self.index < len(levels):
-            price = levels[self.index].price
-            if price > limit if self.buy else price < limit:
-                break
-            step = min(wanted - taken, self.left)
-            taken += step
-            self.left -= step
-            if self.left <= 0:
-                self.index += 1
-                self.left = levels[self.index].quantity if self.index < len(levels) else _ZERO
-        return taken
 
 
 class OrderIndex:
     """Resting limit orders and untriggered stops, per symbol, in price-time priority.
 
-    Each symbol keeps four heaps with lazy deletion, so a market update looks at the
-    top of each (four comparisons when nothing is crossed) and touches only the orders
-    it crosses or triggers, never the others.
+    Limits rest in their venue's queues (one per price and side), reached through a
+    heap of prices; stops in one heap per side and trigger price; all with lazy
+    deletion, so a market update looks at the top of each heap when nothing is crossed
+    and touches only the orders it crosses or triggers. `venue` is the one the takers
+    draw on (booking.TakerBooks); without it the index keeps its own, which has no
+    books, so fills are priced from the `book` given to `on_market`, or are whole.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, venue: Venue | None = None) -> None:
+        self._venue = venue if venue is not None else Venue()
         self._symbols: dict[str, _SymbolOrders] = {}
-        self._live: dict[str, tuple[Order, int]] = {}
+        self._live: dict[str, _Live] = {}
         self._sequence = itertools.count()
+        self._expiry: list[tuple[datetime, int, str]] = []
+        self._expiry_stale = 0
+
+    @property
+    def venue(self) -> Venue:
+        return self._venue
+
+    def use_venue(self, venue: Venue) -> None:
+        """Queue and fill on `venue` from now on (the takers'); only while empty."""
+        if self._live:
+            raise ValueError("the index already holds orders: it cannot change venue")
+        self._venue = venue
+        self._symbols = {}
 
     def __len__(self) -> int:
         return len(self._live)
@@ -379,66 +180,124 @@ class OrderIndex:
         live = self._live.get(order_id)
         return live[0] if live is not None else None
 
-    def add(self, order: Order) -> None:
-        """Rest a GTC limit order or hold a stop; later adds have lower time priority."""
-        if order.id in self._live:
-            raise ValueError(f"order {order.id} is already in the index")
+    def queue_ahead(self, order_id: str) -> Decimal | None:
+        """The displayed quantity queued ahead of a resting limit; None if not one."""
+        live = self._live.get(order_id)
+        if live is None or live[2] is None:
+            return None
+        return live[2].ahead(order_id)
+
+    @staticmethod
+    def _check(order: Order) -> None:
         if not order.remaining:
             raise ValueError(f"order {order.id} has nothing left to fill")
+        if order.order_type is OrderType.LIMIT:
+            if order.time_in_force not in RESTS:
+                raise ValueError(f"order {order.id}: only GTC, DAY and GTD limit orders rest")
+        elif order.order_type not in NEEDS_STOP:
+            raise ValueError(f"order {order.id}: a {order.order_type} order cannot rest")
+        if order.time_in_force in EXPIRES and order.expires_at is None:
+            raise ValueError(f"order {order.id}: a {order.time_in_force} order needs expires_at")
+
+    def add(self, order: Order) -> None:
+        """Rest a limit order behind what the venue shows at its price, or hold a
+        stop; later adds have lower time priority."""
+        if order.id in self._live:
+            raise ValueError(f"order {order.id} is already in the index")
+        self._check(order)
         orders = self._symbols.get(order.symbol)
         if orders is None:
             orders = self._symbols[order.symbol] = _SymbolOrders()
-        heap, price = self._place(orders, order)
         sequence = next(self._sequence)
-        key = -price if heap is orders.buy_limits or heap is orders.sell_stops else price
-        heapq.heappush(heap, (key, sequence, price, order.id))
-        self._live[order.id] = (order, sequence)
-        orders.live += 1
-
-    @staticmethod
-    def _place(orders: _SymbolOrders, order: Order) -> tuple[list[_Entry], Decimal]:
         buy = order.side is OrderSide.BUY
-        if order.order_type is OrderType.LIMIT and order.limit_price is not None:
-            if order.time_in_force is not TimeInForce.GTC:
-                raise ValueError(f"order {order.id}: only GTC limit orders rest")
-            return (orders.buy_limits if buy else orders.sell_limits), order.limit_price
-        if order.order_type in _NEEDS_STOP and order.stop_price is not None:
-            return (orders.buy_stops if buy else orders.sell_stops), order.stop_price
-        raise ValueError(f"order {order.id}: a {order.order_type} order cannot rest")
+        if order.limit_price is not None and order.order_type is OrderType.LIMIT:
+            price = order.limit_price
+            side = BIDS if buy else ASKS
+            queue = self._venue.book(order.symbol).join(side, price, order.id)
+            if len(queue.marks) == 1:  # a new price level
+                heapq.heappush(orders.levels[side], (-price if buy else price, sequence, queue))
+            self._live[order.id] = (order, sequence, queue)
+        elif order.stop_price is not None:
+            stop = order.stop_price
+            heap = orders.stops[(0 if buy else 3) + _TRIGGERS[order.stop_trigger]]
+            heapq.heappush(heap, (stop if buy else -stop, sequence, stop, order.id))
+            self._live[order.id] = (order, sequence, None)
+        if order.expires_at is not None:
+            heapq.heappush(self._expiry, (order.expires_at, sequence, order.id))
+        orders.live += 1
 
     def cancel(self, order_id: str) -> bool:
         """Remove an order; False when it is not in the index (filled, triggered, unknown)."""
+        return self._remove(order_id) is not None
+
+    def _remove(self, order_id: str, *, expiring: bool = False) -> Order | None:
         live = self._live.pop(order_id, None)
         if live is None:
-            return False
-        orders = self._symbols[live[0].symbol]
+            return None
+        order, _, queue = live
+        orders = self._symbols[order.symbol]
         orders.live -= 1
-        orders.stale += 1
+        if queue is None or self._venue.book(order.symbol).leave(queue, order_id):
+            orders.stale += 1
+        if order.expires_at is not None and not expiring:
+            self._expiry_stale += 1
         if orders.stale > orders.live and (orders.stale >= _COMPACT_FLOOR or not orders.live):
             self._compact(orders)
-        return True
+        return order
 
     def _compact(self, orders: _SymbolOrders) -> None:
-        for heap in orders.heaps():
-            heap[:] = [entry for entry in heap if self._is_live(entry)]
-            heapq.heapify(heap)
+        for levels in orders.levels:
+            levels[:] = [entry for entry in levels if entry[2].marks]
+            heapq.heapify(levels)
+        for stops in orders.stops:
+            stops[:] = [entry for entry in stops if self._is_live(entry[3], entry[1])]
+            heapq.heapify(stops)
         orders.stale = 0
 
-    def _is_live(self, entry: _Entry) -> bool:
-        live = self._live.get(entry[3])
-        return live is not None and live[1] == entry[1]
+    def _is_live(self, order_id: str, sequence: int) -> bool:
+        live = self._live.get(order_id)
+        return live is not None and live[1] == sequence
+
+    def _gone(self, order: Order) -> None:
+        """An order left by a fill or a trigger: its expiry entry is stale now."""
+        if order.expires_at is not None:
+            self._expiry_stale += 1
+            heap = self._expiry
+            if self._expiry_stale > len(heap) // 2 and self._expiry_stale >= _COMPACT_FLOOR:
+                heap[:] = [entry for entry in heap if self._is_live(entry[2], entry[1])]
+                heapq.heapify(heap)
+                self._expiry_stale = 0
+
+    def expire(self, now: datetime) -> list[Order]:
+        """Remove and return the orders whose `expires_at` <= now, earliest first."""
+        expired: list[Order] = []
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            _, sequence, order_id = heapq.heappop(heap)
+            if not self._is_live(order_id, sequence):
+                self._expiry_stale -= 1
+                continue
+            order = self._remove(order_id, expiring=True)
+            if order is not None:
+                expired.append(order)
+        return expired
 
     def reload(self, orders: Iterable[Order]) -> None:
         """Replace the contents with `orders`, given oldest first (their time priority).
-        On a bad order nothing changes."""
-        saved = (self._symbols, self._live)
-        self._symbols, self._live = {}, {}
-        try:
-            for order in orders:
-                self.add(order)
-        except BaseException:
-            self._symbols, self._live = saved
-            raise
+        On a bad order nothing changes. A limit's queue ahead is what the venue shows
+        at its price then (liquidity.py: with no book yet, the first book's)."""
+        orders = list(orders)
+        seen: set[str] = set()
+        for order in orders:
+            if order.id in seen:
+                raise ValueError(f"order {order.id} is already in the index")
+            seen.add(order.id)
+            self._check(order)
+        for order_id in list(self._live):
+            self._remove(order_id)
+        self._symbols, self._expiry, self._expiry_stale = {}, [], 0
+        for order in orders:
+            self.add(order)
 
     def on_ticker(
         self, ticker: Ticker, *, maker_fee_bps: Decimal, book: OrderBook | None = None
@@ -465,89 +324,156 @@ class OrderIndex:
     ) -> list[MarketEvent]:
         """Fill the crossed limit orders and release the triggered stops of `symbol`.
 
-        Events come buy fills, sell fills, buy triggers, sell triggers, each in
+        Events come buy fills, sell fills, then triggers (buys before sells), each in
         price-time priority. Filled and triggered orders leave the index; a partly
-        filled one stays with its priority.
+        filled one stays with its priority. With a venue book for the symbol, the
+        fills draw on it and `book` must be None.
         """
         events: list[MarketEvent] = []
         orders = self._symbols.get(symbol)
         if orders is None:
             return events
-        if book is not None and book.symbol != symbol:
-            raise ValueError(f"the book is for {book.symbol}, the update for {symbol}")
-        heap = orders.buy_limits
-        if heap and heap[0][2] >= ask:
-            depth = _Depth(book.asks, buy=True) if book is not None else None
-            self._fill(orders, heap, OrderSide.BUY, ask, maker_fee_bps, depth, events)
-        heap = orders.sell_limits
-        if heap and heap[0][2] <= bid:
-            depth = _Depth(book.bids, buy=False) if book is not None else None
-            self._fill(orders, heap, OrderSide.SELL, bid, maker_fee_bps, depth, events)
-        heap = orders.buy_stops
-        if heap and heap[0][2] <= last:
-            self._trigger(orders, heap, OrderSide.BUY, last, events)
-        heap = orders.sell_stops
-        if heap and heap[0][2] >= last:
-            self._trigger(orders, heap, OrderSide.SELL, last, events)
+        venue_book = self._venue.book(symbol)
+        shared = venue_book.has_book
+        if book is not None:
+            if shared:
+                raise ValueError(f"the index fills {symbol} from its venue's book")
+            if book.symbol != symbol:
+                raise ValueError(f"the book is for {book.symbol}, the update for {symbol}")
+        buys, sells = orders.levels
+        if buys and buys[0][2].price >= ask:
+            depth = self._depth(venue_book, shared, book, OrderSide.SELL)
+            with localcontext(MONEY_CONTEXT):
+                self._fill(orders, buys, ask, maker_fee_bps, depth, venue_book, events)
+        if sells and sells[0][2].price <= bid:
+            depth = self._depth(venue_book, shared, book, OrderSide.BUY)
+            with localcontext(MONEY_CONTEXT):
+                self._fill(orders, sells, bid, maker_fee_bps, depth, venue_book, events)
+        stops = orders.stops
+        prices = (last, bid, ask)
+        # Most updates trigger nothing: look at the top of each heap before anything else.
+        for kind in range(6):
+            heap = stops[kind]
+            if heap and (
+                heap[0][2] <= prices[kind % 3] if kind < 3 else heap[0][2] >= prices[kind % 3]
+            ):
+                self._trigger(orders, prices, events)
+                break
         return events
+
+    @staticmethod
+    def _depth(
+        venue_book: VenueBook, shared: bool, book: OrderBook | None, side: OrderSide
+    ) -> Depth | None:
+        """The depth crossed orders draw on: `side` of the venue book, or of `book`."""
+        if shared:
+            return venue_book.depth(side)
+        if book is None:
+            return None
+        return Depth(book.bids if side is OrderSide.BUY else book.asks, buy=side is OrderSide.SELL)
 
     def _fill(
         self,
         orders: _SymbolOrders,
-        heap: list[_Entry],
-        side: OrderSide,
+        heap: list[_Level],
         touch: Decimal,
         fee_bps: Decimal,
-        depth: _Depth | None,
+        depth: Depth | None,
+        venue_book: VenueBook,
         events: list[MarketEvent],
     ) -> None:
-        buy = side is OrderSide.BUY
-        keep: list[_Entry] = []
+        buy = heap is orders.levels[BIDS]
         while heap:
-            entry = heap[0]
-            price = entry[2]
+            queue = heap[0][2]
+            price = queue.price
             if price < touch if buy else price > touch:
                 break
-            heapq.heappop(heap)
-            if not self._is_live(entry):
-                orders.stale -= 1
-                continue
-            order = self._live[entry[3]][0]
-            quantity = order.remaining if depth is None else depth.take(price, order.remaining)
-            if not quantity:
-                # The depth within this limit is gone, and the next orders' limits
-                # are no better: they cannot fill either.
-                keep.append(entry)
-                break
-            after = replace(order, remaining=order.remaining - quantity)
-            events.append(RestingFill(after, make_fill(price, quantity, fee_bps, Liquidity.MAKER)))
-            if after.remaining:
-                self._live[order.id] = (after, entry[1])
-                keep.append(entry)
+            if queue.marks:
+                self._fill_queue(orders, queue, fee_bps, depth, venue_book, events)
+                if queue.marks:
+                    # Someone at this price is left: the depth within it is gone, and
+                    # the next levels' limits are no better. The level keeps its place.
+                    break
             else:
-                del self._live[order.id]
-                orders.live -= 1
-        for entry in keep:
-            heapq.heappush(heap, entry)
+                orders.stale -= 1
+            heapq.heappop(heap)
+        if depth is not None:
+            depth.commit()
+
+    def _fill_queue(
+        self,
+        orders: _SymbolOrders,
+        queue: Queue,
+        fee_bps: Decimal,
+        depth: Depth | None,
+        venue_book: VenueBook,
+        events: list[MarketEvent],
+    ) -> None:
+        """Fill the queue's orders in time priority, each after the displayed quantity
+        ahead of it, until the depth within its price runs out."""
+        live = self._live
+        price = queue.price
+        shared = venue_book.has_book
+        opposing = OrderSide.SELL if queue.side == BIDS else OrderSide.BUY
+        filled: list[str] = []
+        for order_id, mark in queue.marks.items():
+            order, sequence, _ = live[order_id]
+            remaining = order.remaining
+            taken = None
+            if depth is None:
+                quantity = remaining
+            else:
+                ahead = mark - queue.traded
+                if ahead > 0:
+                    reached = depth.take(price, ahead)
+                    queue.traded += reached
+                    if reached < ahead:
+                        break
+                log: list[BookLevel] | None = [] if shared else None
+                quantity = depth.take(price, remaining, log)
+                if not quantity:
+                    break
+                if log:
+                    taken = Taken(venue_book.symbol, opposing, tuple(log), venue_book.step)
+            after = with_remaining(order, remaining - quantity)
+            fill = make_fill(price, quantity, fee_bps, Liquidity.MAKER)
+            events.append(RestingFill(after, fill, taken))
+            if after.remaining:
+                live[order_id] = (after, sequence, queue)
+                break
+            filled.append(order_id)
+        for order_id in filled:
+            order = live.pop(order_id)[0]
+            orders.live -= 1
+            self._gone(order)
+            venue_book.leave(queue, order_id)
 
     def _trigger(
         self,
         orders: _SymbolOrders,
-        heap: list[_Entry],
-        side: OrderSide,
-        last: Decimal,
+        prices: tuple[Decimal, Decimal, Decimal],
         events: list[MarketEvent],
     ) -> None:
-        buy = side is OrderSide.BUY
-        while heap:
-            entry = heap[0]
-            stop = entry[2]
-            if stop > last if buy else stop < last:
-                break
-            heapq.heappop(heap)
-            if not self._is_live(entry):
-                orders.stale -= 1
-                continue
-            order = self._live.pop(entry[3])[0]
-            orders.live -= 1
-            events.append(StopTriggered(trigger_stop(order), stop, last))
+        fired: list[tuple[int, Decimal, int, StopTriggered]] = []
+        live = self._live
+        for kind, heap in enumerate(orders.stops):
+            buy = kind < 3
+            price = prices[kind % 3]
+            while heap:
+                key, sequence, stop, order_id = heap[0]
+                if stop > price if buy else stop < price:
+                    break
+                heapq.heappop(heap)
+                entry = live.get(order_id)
+                if entry is None or entry[1] != sequence:
+                    orders.stale -= 1
+                    continue
+                order = live.pop(order_id)[0]
+                orders.live -= 1
+                self._gone(order)
+                fired.append(
+                    (kind // 3, key, sequence, StopTriggered(trigger_stop(order), stop, price))
+                )
+        if len(fired) > 1:
+            fired.sort(key=lambda item: item[:3])
+        events.extend(item[3] for item in fired)

@@ -14,10 +14,14 @@ database connection.
 - Resting GTC limits and waiting stops live in an `OrderIndex` (price heaps per symbol)
   fed by the market's ticks; a tick only touches the orders it crosses
   (services/paper_trading/fills.py). Open orders reload from the database at start.
-- Fees: the account's maker and taker rates (bps), on every fill, kept on the trade.
+- Fees: the pair's schedule, the account's override, or the PAPER_* default
+  (services/paper_trading/fees.py), on every fill, kept on the trade; an order's fees
+  of one kind are those of its cumulative notional (booking.price_fills).
 - A buy locks its cost plus fees (for a resting limit at its limit price and the higher
   of the two fee rates; for a stop-market at its stop price plus STOP_BUY_BUFFER); a
   sell locks the base asset. Spot only: nothing is sold that the account does not hold.
+- A refused order (funds, a rolled-back transaction, a conflict retried) gives the depth
+  it took back to the book before anything else can trade it.
 - `client_order_id` is unique per account: the same id and parameters return the first
   order (no second fill); other parameters are a 409 naming the differences. Retries
   racing the first wait for it (the account's turn in-process; across processes the
@@ -33,20 +37,18 @@ what placing and the tick-driven fills share is in services/paper_trading/bookin
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from decimal import Decimal, localcontext
-from typing import Protocol
 
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from connectors.base import PairRules, Tick, Ticker
+from connectors.base import OrderBook, Tick
 from core.config import Settings
 from core.exceptions import ConflictError, NotFoundError, ValidationFailedError
 from core.service_registry import ServiceHealth
-from database.orm import OPEN_ORDER_STATUSES, Order, Trade, TradingAccount
+from database.orm import OPEN_ORDER_STATUSES, Order
 from database.orm.types import utcnow
 from database.repositories import orders as order_repo
 from database.repositories import trades as trade_repo
@@ -55,108 +57,43 @@ from database.repositories.orders import OrderListStatus
 from models.base import Page
 from models.enums import OrderSide, OrderStatus
 from models.events import Channel, EventType
-from models.trading import OrderCreate, OrderRead
+from models.trading import OrderCreate, OrderRead, OrderReplace
 from services.infra.database import DatabaseService
 from services.infra.event_bus import EventBus
 from services.paper_trading import ledger
+from services.paper_trading.activity import PaperActivity
 from services.paper_trading.booking import (
-    STOPS,
-    ZERO,
     AccountGates,
     MarketView,
     Outbox,
     TakerBooks,
-    announce,
-    apply_fills,
-    buy_rest_reserve,
     engine_order,
-    finish,
+    locked_asset,
     log,
     publish,
     read_order,
     release,
-    trim_lock,
 )
+from services.paper_trading.fees import FeeSchedule
 from services.paper_trading.fills import TickFills
+from services.paper_trading.liquidity import Venue
 from services.paper_trading.matching import (
-    MONEY_CONTEXT,
     Execution,
     OrderIndex,
-    Outcome,
-    stop_is_triggered,
-    trigger_stop,
 )
 from services.paper_trading.matching import Order as EngineOrder
-from services.paper_trading.rules import normalize_order
+from services.paper_trading.placing import (
+    OrderJournal,
+    Placement,
+    draft_of,
+    execute_new,
+    replaced_request,
+    same_request,
+)
 
 __all__ = ["MarketView", "OrderJournal", "OrderListStatus", "PaperTradingService"]
 
 _CONFLICT_RETRIES = 3
-
-
-class OrderJournal(Protocol):
-    """Rows a caller writes in a new order's own transaction, such as the agent
-    decision behind it: if the order fails, they roll back with it.
-
-    `record` is called once the order's outcome is known, before anything of the
-    order is written, so what it adds goes out in the same flush with its final
-    values (an order's relationships put what it references first). An order with a
-    journal is new by construction (its decision is new): its client_order_id is not
-    looked up before it is placed; a repeat would still fail at its INSERT and be
-    answered as a repeat."""
-
-    async def record(self, session: AsyncSession, order: OrderRead) -> None: ...
-
-
-def _check_account_takes(account: TradingAccount, symbol: str, rules: PairRules) -> None:
-    """Refuses an order the account cannot hold: another quote currency, or closed."""
-    if account.base_currency != rules.quote_asset:
-        raise ValidationFailedError(
-            f"{symbol} is quoted in {rules.quote_asset}; this account holds "
-            f"{account.base_currency}",
-            details={"symbol": symbol, "account_currency": account.base_currency},
-        )
-    if not account.is_active:
-        raise ValidationFailedError(
-            "this account is not active", details={"account_id": str(account.id)}
-        )
-
-
-def _same_request(order: Order, symbol: str, draft: EngineOrder) -> list[str]:
-    """The parameters in which a retried client_order_id differs from the first order."""
-    differences = []
-    if order.symbol != symbol:
-        differences.append("symbol")
-    if order.side != draft.side.value:
-        differences.append("side")
-    if order.order_type != draft.order_type.value:
-        differences.append("order_type")
-    if order.time_in_force != draft.time_in_force.value:
-        differences.append("time_in_force")
-    if order.quantity != draft.quantity:
-        differences.append("quantity")
-    if order.price != draft.limit_price:
-        differences.append("price")
-    if order.stop_price != draft.stop_price:
-        differences.append("stop_price")
-    return differences
-
-
-@dataclass(frozen=True, slots=True)
-class _Placement:
-    """A new order as `place_order` prepared it: who places it where, the request, and
-    what the market said when it was normalized."""
-
-    user_id: uuid.UUID
-    account_id: uuid.UUID
-    request: OrderCreate
-    symbol: str
-    rules: PairRules
-    ticker: Ticker
-    draft: EngineOrder
-    agent_id: uuid.UUID | None
-    decision_id: uuid.UUID | None
-    journal: OrderJournal | None
 
 
 class PaperTradingService:
@@ -171,11 +108,18 @@ class PaperTradingService:
         self._market = market
         self._bus = event_bus
         self._settings = settings
-        self._index = OrderIndex()
-        self._books = TakerBooks(market)
+        # One venue book per symbol, shared by takers and makers (liquidity.py).
+        venue = Venue(recovery=settings.paper.book_recovery)
+        self._index = OrderIndex(venue)
+        self._fees = FeeSchedule(settings.paper.maker_fee_bps, settings.paper.taker_fee_bps)
+        self._books = TakerBooks(market, venue=venue)
         self._gate = AccountGates()
-        self._fills = TickFills(database, market, event_bus, self._index, self._books, self._gate)
+        self._fills = TickFills(
+            database, market, event_bus, self._index, self._books, self._gate, fees=self._fees
+        )
         self._default_accounts: dict[uuid.UUID, uuid.UUID] = {}
+        # What "now" is for expiry: DAY and GTD orders (tests move it).
+        self._clock: Callable[[], datetime] = utcnow
         self._unsubscribe: Callable[[], None] | None = None
 
     @property
@@ -213,10 +157,57 @@ class PaperTradingService:
         log.info("open_orders_loaded", count=len(orders))
         return len(orders)
 
+    def forget_orders(self, order_ids: Iterable[str]) -> None:
+        """Drop orders from the matching index: another part of the exchange closed
+        them in its own transaction (an account reset), after it committed."""
+        for order_id in order_ids:
+            self._index.cancel(order_id)
+
+    def taker_book(self, symbol: str) -> OrderBook:
+        """The book the next taker order in `symbol` walks: the market's latest, as paper
+        orders have left it."""
+        return self._books.book(self._market.resolve_symbol(symbol))
+
     # -- the market moves (services/paper_trading/fills.py) ------------------------
 
     async def on_ticks(self, ticks: Mapping[str, Tick]) -> None:
         await self._fills.on_ticks(ticks)
+        await self.expire_orders()
+
+    async def expire_orders(self) -> int:
+        """Cancel the DAY and GTD orders whose time has come, releasing their locks;
+        runs after every market step. Returns how many expired."""
+        expired = self._index.expire(self._clock())
+        for engine in expired:
+            try:
+                await self._expire(uuid.UUID(engine.id))
+            except Exception:
+                log.exception("order_expiry_failed", order_id=engine.id)
+                # Back into the index as the database has it: the next step retries.
+                await self._fills.reindex(engine.id)
+        return len(expired)
+
+    async def _expire(self, order_id: uuid.UUID) -> None:
+        async with self._database.database.transaction() as session:
+            row = await order_repo.get_by_id(session, order_id)
+            if row is None:
+                return
+            book = await ledger.lock_book(session, row.account_id)
+            order = await order_repo.lock_by_id(session, order_id)
+            if order is None or order.status not in {s.value for s in OPEN_ORDER_STATUSES}:
+                return
+            release(book, order, locked_asset(order, book.account.base_currency))
+            order.status = OrderStatus.CANCELLED.value
+            order.closed_at = utcnow()
+            expiry = order.expires_at.isoformat() if order.expires_at else "its expiry"
+            order.reject_reason = f"expired ({order.time_in_force}) at {expiry}"
+            await ledger.write_balances(session, book)
+            read = read_order(order, await trade_repo.of_order(session, order.id))
+        outbox = Outbox(order.user_id)
+        outbox.events.append(
+            (Channel.TRADES, EventType.ORDER_CANCELLED, read.model_dump(mode="json"))
+        )
+        await publish(self._bus, outbox)
 
     # -- placing -------------------------------------------------------------------
 
@@ -236,25 +227,21 @@ class PaperTradingService:
         symbol = self._market.resolve_symbol(request.symbol)
         rules = self._market.pair_rules(symbol)
         ticker = self._market.ticker(symbol)
-        draft = normalize_order(
-            EngineOrder(
-                id=str(uuid.uuid4()),
-                account_id="",
-                symbol=symbol,
-                side=request.side,
-                order_type=request.order_type,
-                time_in_force=request.time_in_force,
-                quantity=request.quantity,
-                remaining=request.quantity,
-                limit_price=request.price,
-                stop_price=request.stop_price,
-            ),
+        # A notional order is drafted from the book now (to refuse a bad one before
+        # queueing for the account), and again under the lock (placing.py).
+        draft = draft_of(
+            request,
+            symbol,
             rules,
-            bid=ticker.bid,
-            ask=ticker.ask,
+            ticker,
+            self._clock(),
+            book=self._books.book(symbol) if request.notional is not None else None,
+            taker_bps=self._fees.default_taker_bps
+            if rules.taker_fee_bps is None
+            else (rules.taker_fee_bps),
         )
         account_id = await self._account_id(user_id, request.account_id)
-        placement = _Placement(
+        placement = Placement(
             user_id=user_id,
             account_id=account_id,
             request=request,
@@ -300,16 +287,17 @@ class PaperTradingService:
             order = await order_repo.by_client_id(session, book.account.id, request.client_order_id)
             if order is None:
                 raise ConflictError("the order could not be placed; retry")
-            return await self._idempotent_reply(session, order, symbol, draft)
+            return await self._idempotent_reply(session, order, request, symbol, draft)
 
     async def _idempotent_reply(
         self,
         session: AsyncSession,
         order: Order,
+        request: OrderCreate,
         symbol: str,
         draft: EngineOrder,
     ) -> OrderRead:
-        differences = _same_request(order, symbol, draft)
+        differences = same_request(order, request, symbol, draft)
         if differences:
             raise ConflictError(
                 f"client_order_id {order.client_order_id!r} was used for another order "
@@ -322,10 +310,11 @@ class PaperTradingService:
             )
         return read_order(order, await trade_repo.of_order(session, order.id))
 
-    async def _place(self, new: _Placement) -> OrderRead:
+    async def _place(self, new: Placement) -> OrderRead:
         client_order_id = new.request.client_order_id
         for attempt in range(_CONFLICT_RETRIES):
             outbox = Outbox(new.user_id)
+            taken: list[Execution] = []
             try:
                 async with self._database.database.transaction() as session:
                     book = await ledger.lock_account(session, new.user_id, new.account_id)
@@ -335,124 +324,104 @@ class PaperTradingService:
                         )
                         if existing is not None:
                             return await self._idempotent_reply(
-                                session, existing, new.symbol, new.draft
+                                session, existing, new.request, new.symbol, new.draft
                             )
-                    placed, rest = await self._execute_new(session, book, new, outbox)
-            except ledger.LedgerConflictError:
-                if attempt == _CONFLICT_RETRIES - 1:
-                    raise
-                continue
-            if rest is not None:
-                self._index.add(rest)
+                    await self._retire(session, book, new, outbox)
+                    executed = await execute_new(
+                        session,
+                        book,
+                        new,
+                        outbox,
+                        taken,
+                        books=self._books,
+                        fees=self._fees,
+                        now=self._clock(),
+                    )
+            except BaseException as error:
+                # Refused or rolled back: the depth it took is the market's again, so
+                # it never costs the next order (nor this one's retry) anything.
+                for execution in taken:
+                    self._books.give_back(execution)
+                if (
+                    isinstance(error, ledger.LedgerConflictError)
+                    and attempt < _CONFLICT_RETRIES - 1
+                ):
+                    continue
+                raise
+            if new.replaces is not None:
+                self._index.cancel(str(new.replaces))
+            if executed.rest is not None:
+                self._index.add(executed.rest)
             await publish(self._bus, outbox)
-            return placed
+            return executed.read
         raise AssertionError("unreachable")
 
-    async def _execute_new(
-        self,
-        session: AsyncSession,
-        book: ledger.Book,
-        new: _Placement,
-        outbox: Outbox,
-    ) -> tuple[OrderRead, EngineOrder | None]:
-        account = book.account
-        request, symbol, rules, ticker, draft = (
-            new.request, new.symbol, new.rules, new.ticker, new.draft
-        )  # fmt: skip
-        _check_account_takes(account, symbol, rules)
-        now = utcnow()
-        working = draft
-        triggered_at: datetime | None = None
-        if draft.order_type in STOPS and stop_is_triggered(draft, ticker.last):
-            working, triggered_at = trigger_stop(draft), now
-        execution: Execution | None = None
-        if working.order_type not in STOPS:
-            execution = self._books.take(working, account.taker_fee_bps)
+    # -- replacing -----------------------------------------------------------------
 
-        if execution is None:
-            resting: Decimal = working.remaining
-        elif execution.outcome is Outcome.RESTING:
-            resting = execution.order.remaining
-        else:
-            resting = ZERO
-        buy = draft.side is OrderSide.BUY
-        lock_asset = rules.quote_asset if buy else rules.base_asset
-        if buy:
-            with localcontext(MONEY_CONTEXT):
-                spent = (execution.notional + execution.fees) if execution else ZERO
-                lock = spent + buy_rest_reserve(account, working, resting)
-        else:
-            lock = draft.quantity  # spot: the whole quantity must be held, whatever fills
-        order = Order(
-            id=uuid.UUID(draft.id),
-            user_id=account.user_id,
-            account_id=account.id,
-            agent_id=new.agent_id,
-            decision_id=new.decision_id,
-            client_order_id=request.client_order_id,
-            symbol=symbol,
-            side=draft.side.value,
-            order_type=draft.order_type.value,
-            time_in_force=draft.time_in_force.value,
-            quantity=draft.quantity,
-            price=draft.limit_price,
-            stop_price=draft.stop_price,
-            status=OrderStatus.PENDING.value,
-            filled_quantity=ZERO,
-            fees=ZERO,
-            locked_amount=ZERO,
-            strategy=request.strategy,
-            reasoning=request.reasoning,
-            market_data={
-                "bid": str(ticker.bid),
-                "ask": str(ticker.ask),
-                "last": str(ticker.last),
-                "at": ticker.timestamp.isoformat(),
-            },
-            triggered_at=triggered_at,
-            # Set here, not at the INSERT: the reply is read before anything is written.
-            created_at=now,
-            updated_at=now,
-        )
-        # Read before the order is added, so the order's INSERT goes out with its final
-        # values in the one flush at the end (write_balances).
-        fills = execution.fills if execution is not None else ()
-        position = await ledger.position_of(session, account, symbol) if fills else None
-        order_repo.add(session, order)  # a reused client_order_id fails at its INSERT
-        ledger.change_balance(book, lock_asset, free=-lock, locked=lock)
-        order.locked_amount = lock
-        trades: list[Trade] = []
-        if fills:
-            trades = await apply_fills(
-                session, book, order, rules, fills, now, outbox,
-                earlier=[], position=position,
-            )  # fmt: skip
-        finish(order, execution, resting, now)
-        if resting:
-            if buy:
-                trim_lock(book, order, lock_asset, account, working, resting)
-        else:
-            release(book, order, lock_asset)
-        read = read_order(order, trades)
-        if new.journal is not None:
-            await new.journal.record(session, read)
-        await ledger.write_balances(session, book)  # flushes all of it, in one go
-        announce(outbox, read, trades)
-        rest = None
-        if resting:
-            rest = EngineOrder(
-                id=str(order.id),
-                account_id=str(account.id),
-                symbol=symbol,
-                side=working.side,
-                order_type=working.order_type,
-                time_in_force=working.time_in_force,
-                quantity=working.quantity,
-                remaining=resting,
-                limit_price=working.limit_price,
-                stop_price=working.stop_price,
+    async def replace_order(
+        self, user_id: uuid.UUID, order_id: uuid.UUID, changes: OrderReplace
+    ) -> OrderRead:
+        """Replace an open order by a new version (PATCH), atomically: in one
+        transaction the old one is cancelled (its lock released, its reason naming the
+        new one) and the new one placed, linked by `replaces_order_id`. If the new one
+        is refused (funds, rules), nothing changes. Fills the old one already had stay
+        with it; the new one's quantity is `changes.quantity`, or what the old one still
+        had open."""
+        async with self._database.database.read() as session:
+            old = await self._owned(session, user_id, order_id)
+        if old.status not in {s.value for s in OPEN_ORDER_STATUSES}:
+            raise ConflictError(
+                f"order {order_id} is {old.status} and cannot be replaced",
+                details={"order_id": str(order_id), "status": old.status},
             )
-        return read, rest
+        try:
+            request = replaced_request(old, changes)
+        except PydanticValidationError as e:
+            raise ValidationFailedError(
+                f"the replacement is not a valid order: {e.errors()[0]['msg']}",
+                details={"order_id": str(order_id)},
+            ) from e
+        rules = self._market.pair_rules(old.symbol)
+        ticker = self._market.ticker(old.symbol)
+        draft = draft_of(request, old.symbol, rules, ticker, self._clock())
+        placement = Placement(
+            user_id=user_id,
+            account_id=old.account_id,
+            request=request,
+            symbol=old.symbol,
+            rules=rules,
+            ticker=ticker,
+            draft=draft,
+            agent_id=old.agent_id,
+            decision_id=old.decision_id,
+            journal=None,
+            replaces=old.id,
+        )
+        async with self._gate(old.account_id):
+            return await self._place(placement)
+
+    @staticmethod
+    async def _retire(
+        session: AsyncSession, book: ledger.Book, new: Placement, outbox: Outbox
+    ) -> None:
+        """The replaced order, cancelled in the new one's transaction."""
+        if new.replaces is None:
+            return
+        old = await order_repo.lock_by_id(session, new.replaces)
+        if old is None or old.status not in {s.value for s in OPEN_ORDER_STATUSES}:
+            status = old.status if old is not None else "gone"
+            raise ConflictError(
+                f"order {new.replaces} is {status} and cannot be replaced",
+                details={"order_id": str(new.replaces), "status": status},
+            )
+        release(book, old, locked_asset(old, book.account.base_currency))
+        old.status = OrderStatus.CANCELLED.value
+        old.closed_at = utcnow()
+        old.reject_reason = f"replaced by order {new.draft.id}"
+        read = read_order(old, await trade_repo.of_order(session, old.id))
+        outbox.events.append(
+            (Channel.TRADES, EventType.ORDER_CANCELLED, read.model_dump(mode="json"))
+        )
 
     # -- reading and cancelling ----------------------------------------------------
 
@@ -485,9 +454,8 @@ class PaperTradingService:
                     f"order {order_id} is {order.status} and cannot be cancelled",
                     details={"order_id": str(order_id), "status": order.status},
                 )
-            rules = self._market.pair_rules(order.symbol)
-            asset = rules.quote_asset if order.side == OrderSide.BUY.value else rules.base_asset
-            release(book, order, asset)
+            # No pair rules: an order of a pair no longer traded still releases its lock.
+            release(book, order, locked_asset(order, book.account.base_currency))
             order.status = OrderStatus.CANCELLED.value
             order.closed_at = utcnow()
             order.reject_reason = "cancelled by the user"
@@ -516,29 +484,17 @@ class PaperTradingService:
         limit: int = 50,
         offset: int = 0,
     ) -> Page[OrderRead]:
-        """The user's orders newest first, each with its fills."""
-        resolved = self._market.resolve_symbol(symbol) if symbol is not None else None
-        async with self._database.database.read() as session:
-            total, rows = await order_repo.page(
-                session,
-                user_id=user_id,
-                account_id=account_id,
-                status=status,
-                symbol=resolved,
-                side=side.value if side is not None else None,
-                agent_id=agent_id,
-                start=start,
-                end=end,
-                limit=limit,
-                offset=offset,
-            )
-            trades: dict[uuid.UUID, list[Trade]] = {row.id: [] for row in rows}
-            if rows:
-                for trade in await trade_repo.of_orders(session, list(trades)):
-                    trades[trade.order_id].append(trade)
-        return Page[OrderRead](
-            items=[read_order(row, trades[row.id]) for row in rows],
-            total=total,
+        """The user's orders newest first, each with its fills, by offset with the total:
+        the /history list (services/paper_trading/activity.py; /orders pages by cursor)."""
+        return await PaperActivity(self._database, self._market).history(
+            user_id,
+            account_id=account_id,
+            status=status,
+            symbol=symbol,
+            side=side,
+            agent_id=agent_id,
+            start=start,
+            end=end,
             limit=limit,
             offset=offset,
         )

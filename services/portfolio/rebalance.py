@@ -6,11 +6,14 @@ The rules, chosen so that every planned order can be placed as planned:
   unallocated stays cash. A held symbol without a target is sold to zero.
 - Each symbol's target quantity is `weight * equity / mark`; the order is the difference.
 - Sells come first, sized to what is free (an open order may hold part of a position);
-  a zero weight sells everything free. Their proceeds are estimated at the bid, net of
-  the taker fee.
-- Buys are priced at the ask plus the taker fee. When together they cost more than the
-  free cash plus the sells' proceeds, every buy is scaled down by the same factor, so
-  the plan never asks for more cash than it will have.
+  a zero weight sells everything free. Their proceeds are estimated by walking the bids
+  of the book the exchange will trade them against, net of the pair's taker fee.
+- Buys are priced by walking the asks the same way (the average price the quantity
+  would pay, as execution walks the book), plus the pair's taker fee. When together they
+  cost more than the free cash plus the sells' proceeds, every buy is scaled down by the
+  same factor; a smaller quantity never pays a higher average, so the plan never asks
+  for more cash than it will have. Beyond the book's last level, a quantity is priced
+  at that level.
 - Quantities are rounded down to the pair's step and capped at its maximum; an order
   that rounds to nothing or falls below the pair's minimum quantity or notional is kept
   in the plan as skipped, with the rule it breaks.
@@ -25,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from connectors.base import PairRules
+from connectors.base import BookLevel, PairRules
 from models.enums import OrderSide
 from services.paper_trading.rules import RuleCode, round_down_to_step
 
@@ -43,11 +46,33 @@ class Holding:
 
 @dataclass(frozen=True, slots=True)
 class Quote:
-    """The mark values the holding; a sell is expected at the bid, a buy at the ask."""
+    """The mark values the holding; a sell walks `bids`, a buy `asks` (best first);
+    without levels, the touch (`bid`, `ask`) prices the whole quantity."""
 
     mark: Decimal
     bid: Decimal
     ask: Decimal
+    bids: tuple[BookLevel, ...] = ()
+    asks: tuple[BookLevel, ...] = ()
+
+    def price(self, side: OrderSide, quantity: Decimal) -> Decimal:
+        """The average price `quantity` would trade at, walking the book from the touch."""
+        levels = self.asks if side is OrderSide.BUY else self.bids
+        touch = self.ask if side is OrderSide.BUY else self.bid
+        if not levels or quantity <= 0:
+            return touch
+        left, cost, price = quantity, _ZERO, touch
+        for level in levels:
+            if level.quantity <= 0:
+                continue
+            take = min(left, level.quantity)
+            price = level.price
+            cost += take * price
+            left -= take
+            if not left:
+                break
+        cost += left * price
+        return cost / quantity
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +119,11 @@ def plan_rebalance(
     targets: Mapping[str, Decimal],
     quotes: Mapping[str, Quote],
     rules: Mapping[str, PairRules],
-    fee_bps: Decimal,
+    fee_bps: Mapping[str, Decimal],
 ) -> RebalancePlan:
     """The orders that move `holdings` to `targets` (weights, sum <= 1). Every symbol
-    held or targeted needs a quote with a positive mark and its pair's rules."""
+    held or targeted needs a quote with a positive mark, its pair's rules and its taker
+    fee rate (`fee_bps`, basis points)."""
     if any(w < 0 for w in targets.values()) or sum(targets.values(), _ZERO) > 1:
         raise ValueError("target weights must be >= 0 and sum to at most 1")
     symbols = sorted(set(targets) | {s for s, h in holdings.items() if h.quantity > 0})
@@ -107,7 +133,7 @@ def plan_rebalance(
     )
     if equity <= 0:
         raise ValueError("nothing to rebalance: equity is not positive")
-    fee = fee_bps / _BPS
+    fee = {s: fee_bps[s] / _BPS for s in symbols}
 
     allocations = [
         _allocate(s, holdings.get(s, empty), targets.get(s, _ZERO), quotes[s].mark, equity)
@@ -126,9 +152,12 @@ def plan_rebalance(
         elif delta > 0:
             wanted_buys[allocation.symbol] = delta
 
-    proceeds = sum((o.notional * (1 - fee) for o in sells if not o.skipped), _ZERO)
+    proceeds = sum((o.notional * (1 - fee[o.symbol]) for o in sells if not o.skipped), _ZERO)
     budget = free_cash + proceeds
-    cost = sum((q * quotes[s].ask * (1 + fee) for s, q in wanted_buys.items()), _ZERO)
+    cost = sum(
+        (q * quotes[s].price(OrderSide.BUY, q) * (1 + fee[s]) for s, q in wanted_buys.items()),
+        _ZERO,
+    )
     scale = budget / cost if cost > budget else Decimal(1)
     buys = [
         order
@@ -169,9 +198,8 @@ def _order(
     if wanted <= 0:
         return None
     pair = rules[symbol]
-    quote = quotes[symbol]
-    price = quote.bid if side is OrderSide.SELL else quote.ask
     quantity = round_down_to_step(min(wanted, pair.max_quantity), pair.step_size)
+    price = quotes[symbol].price(side, quantity)
     notional = quantity * price
     skip: tuple[RuleCode, str] | None = None
     if quantity <= 0:

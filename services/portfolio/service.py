@@ -28,6 +28,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -35,12 +36,14 @@ from typing import Protocol
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from connectors.base import OrderBook
 from core.config import Settings
 from core.exceptions import AppError, NotFoundError, ValidationFailedError
 from core.service_registry import ServiceHealth
 from core.supervision import SupervisedTask
 from database.locking import consistent_reads
-from database.orm import TradingAccount
+from database.orm import Order, TradingAccount
+from database.repositories import orders as order_repo
 from database.repositories import portfolio as portfolio_repo
 from database.repositories.accounts import find_account
 from models.enums import OrderType
@@ -60,6 +63,8 @@ from models.portfolio import (
 from models.trading import OrderCreate, OrderRead, PaperPortfolioRead, PositionRead
 from services.infra.database import DatabaseService
 from services.infra.event_bus import EventBus
+from services.paper_trading.booking import read_order
+from services.paper_trading.fees import FeeSchedule
 from services.portfolio import metrics
 from services.portfolio.metrics import DEFAULT_CURVE_POINTS, SHARPE_WINDOW
 from services.portfolio.rebalance import (
@@ -100,6 +105,8 @@ class OrderPlacer(Protocol):
         decision_id: uuid.UUID | None = None,
     ) -> OrderRead: ...
 
+    def taker_book(self, symbol: str) -> OrderBook: ...
+
 
 class PortfolioService:
     def __init__(
@@ -115,6 +122,7 @@ class PortfolioService:
         self._orders = paper_trading
         self._event_bus = event_bus
         self._interval = settings.paper.snapshot_interval_seconds
+        self.fees = FeeSchedule(settings.paper.maker_fee_bps, settings.paper.taker_fee_bps)
         self._loop = SupervisedTask("portfolio_snapshots", self._run)
         # Highest snapshot equity per account, so drawdown is all-time without re-reading
         # every snapshot each round; filled from the table on first use.
@@ -122,6 +130,10 @@ class PortfolioService:
         self.snapshots_taken = 0
         self.snapshot_errors = 0
         self._last_round_at: datetime | None = None
+
+    def forget_account(self, account_id: uuid.UUID) -> None:
+        """An account's equity history was deleted (a reset): its peak is read anew."""
+        self._peaks.pop(account_id, None)
 
     async def start(self) -> None:
         self._loop.start()
@@ -353,13 +365,33 @@ class PortfolioService:
 
     # --- rebalancing ---------------------------------------------------------------------
 
-    async def rebalance(self, user_id: uuid.UUID, request: RebalanceRequest) -> RebalancePlanRead:
+    async def rebalance(
+        self,
+        user_id: uuid.UUID,
+        request: RebalanceRequest,
+        *,
+        idempotency_key: str | None = None,
+        decision_id: uuid.UUID | None = None,
+    ) -> RebalancePlanRead:
         """Market orders from the holdings to the target weights: sells, then buys. A
         dry run returns the plan only. Orders are placed one by one (no all-or-nothing):
-        each reports placed or failed, with the reason."""
+        each reports placed or failed, with the reason. They carry the account's agent
+        and `decision_id` (the agent decision that asked for it).
+
+        With an `idempotency_key` the plan's id is derived from it (per user and
+        account): a retry finds the orders the first run placed and returns them
+        (`replayed`) instead of rebalancing a second time."""
         async with self._read() as session:
             account = await find_account(session, user_id, request.account_id)
             valued = await self.value_account(session, account)
+            plan_id = uuid.uuid4()
+            earlier: list[Order] = []
+            if idempotency_key is not None:
+                plan_id = uuid.uuid5(_PLAN_NAMESPACE, f"{user_id}/{account.id}/{idempotency_key}")
+                if not request.dry_run:
+                    earlier = await order_repo.with_client_prefix(
+                        session, account.id, _plan_prefix(plan_id)
+                    )
         targets = self._resolve_targets(request, account.base_currency)
         free = {b.asset: b.free for b in valued.balances}
         held = {p.symbol for p in valued.positions}
@@ -377,16 +409,22 @@ class PortfolioService:
                 targets=targets,
                 quotes=quotes,
                 rules=rules,
-                fee_bps=account.taker_fee_bps,
+                fee_bps={s: self.fees.rates(account, rules[s]).taker_bps for s in rules},
             )
         except ValueError as e:
             raise ValidationFailedError(str(e), code="cannot_rebalance") from e
-        plan_id = uuid.uuid4()
+        if earlier:
+            log.info("portfolio_rebalance_replayed", plan_id=str(plan_id), orders=len(earlier))
+            replay = [_replayed_order(read_order(row, [])) for row in earlier]
+            read = _plan_read(plan_id, account.id, False, plan, targets, replay)
+            read.replayed = True
+            return read
         if request.dry_run:
             orders = [_order_read(o, None) for o in plan.orders]
         else:
+            link = _Link(account.agent_id, decision_id)
             orders = [
-                await self._execute(user_id, account.id, plan_id, index, planned)
+                await self._execute(user_id, account.id, plan_id, index, planned, link)
                 for index, planned in enumerate(plan.orders)
             ]
         log.info(
@@ -423,7 +461,9 @@ class PortfolioService:
                 f"no market price for {symbol}", code="no_market_price", details={"symbol": symbol}
             )
         ticker = self._market.ticker(symbol)
-        return Quote(mark=mark, bid=ticker.bid, ask=ticker.ask)
+        # The book the orders will walk, as paper orders have left it.
+        book = self._orders.taker_book(symbol)
+        return Quote(mark=mark, bid=ticker.bid, ask=ticker.ask, bids=book.bids, asks=book.asks)
 
     async def _execute(
         self,
@@ -432,6 +472,7 @@ class PortfolioService:
         plan_id: uuid.UUID,
         index: int,
         planned: PlannedOrder,
+        link: _Link,
     ) -> RebalanceOrderRead:
         if planned.skipped:
             return _order_read(planned, None)
@@ -442,15 +483,46 @@ class PortfolioService:
             quantity=planned.quantity,
             account_id=account_id,
             # Idempotent per plan: a retried placement returns the same order.
-            client_order_id=f"rebalance-{plan_id.hex}-{index}",
+            client_order_id=f"{_plan_prefix(plan_id)}{index}",
             strategy="rebalance",
         )
         try:
-            order = await self._orders.place_order(user_id, request)
+            order = await self._orders.place_order(
+                user_id, request, agent_id=link.agent_id, decision_id=link.decision_id
+            )
         except AppError as e:
             log.warning("rebalance_order_failed", plan_id=str(plan_id), code=e.code)
             return _order_read(planned, None, failure=e)
         return _order_read(planned, order)
+
+
+_PLAN_NAMESPACE = uuid.UUID("6f1d4c2e-0a9b-5b7e-9c1d-3e5f7a9b1c2d")
+
+
+def _plan_prefix(plan_id: uuid.UUID) -> str:
+    return f"rebalance-{plan_id.hex}-"
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """Who a rebalance's orders are for: the account's agent, the decision behind it."""
+
+    agent_id: uuid.UUID | None
+    decision_id: uuid.UUID | None
+
+
+def _replayed_order(order: OrderRead) -> RebalanceOrderRead:
+    price = order.average_price or order.price or Decimal(0)
+    return RebalanceOrderRead(
+        symbol=order.symbol,
+        side=order.side,
+        quantity=order.quantity,
+        expected_price=price,
+        expected_notional=price * order.quantity,
+        status=RebalanceOrderStatus.PLACED,
+        reason=order.reject_reason,
+        order=order,
+    )
 
 
 def _order_read(

@@ -75,8 +75,6 @@ class UserService:
             exchange=SIMULATED_EXCHANGE,
             base_currency=paper.base_currency,
             initial_balance=paper.initial_balance,
-            maker_fee_bps=paper.maker_fee_bps,
-            taker_fee_bps=paper.taker_fee_bps,
         )
         if created:
             log.info("default_account_created", user_id=str(user_id), account_id=str(account.id))

@@ -44,6 +44,13 @@ OPERATION_IDS = {
     "getPaperOrderHistory",
     "getPaperOrder",
     "cancelPaperOrder",
+    "replacePaperOrder",
+    "cancelAllPaperOrders",
+    "listPaperFills",
+    "closePaperPosition",
+    "closeAllPaperPositions",
+    "resetPaperAccount",
+    "resetDefaultPaperAccount",
     "getPaperPortfolio",
     "getPaperMetrics",
     # portfolio
@@ -155,6 +162,8 @@ class TestErrorResponses:
         assert conflicts == {
             "placePaperOrder",  # client_order_id reused, ledger conflict
             "cancelPaperOrder",  # already closed
+            "replacePaperOrder",  # already closed, client_order_id reused
+            "closePaperPosition",  # the account changed under the sell (retry)
             "addToWatchlist",  # already watched
             "executeAgentDecision",  # daily budget spent
         }

@@ -1,22 +1,24 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.base import BookLevel, OrderBook, Ticker
-from models.enums import Liquidity, OrderSide, OrderType, TimeInForce
+from models.enums import Liquidity, OrderSide, OrderType, StopTrigger, TimeInForce
+from services.paper_trading.liquidity import Venue
 from services.paper_trading.matching import (
     Fill,
     Order,
     OrderIndex,
     Outcome,
+    Rejection,
     RestingFill,
     StopTriggered,
-    consume,
     execute,
     fee_for,
     stop_is_triggered,
@@ -55,6 +57,9 @@ def make_order(
     limit: str | None = None,
     stop: str | None = None,
     symbol: str = SYMBOL,
+    expires_at: datetime | None = None,
+    post_only: bool = False,
+    trigger: StopTrigger = StopTrigger.LAST,
 ) -> Order:
     return Order(
         id=order_id,
@@ -67,6 +72,9 @@ def make_order(
         remaining=d(quantity),
         limit_price=d(limit) if limit is not None else None,
         stop_price=d(stop) if stop is not None else None,
+        expires_at=expires_at,
+        post_only=post_only,
+        stop_trigger=trigger,
     )
 
 
@@ -113,6 +121,24 @@ class TestOrder:
     def test_rejects_non_positive_prices(self) -> None:
         with pytest.raises(ValueError, match="stop_price must be positive"):
             make_order(order_type=OrderType.STOP, stop="0")
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"order_type": OrderType.MARKET, "post_only": True}, "only a resting limit"),
+            ({"limit": "100", "tif": TimeInForce.IOC, "post_only": True}, "only a resting limit"),
+            ({"limit": "100", "trigger": StopTrigger.BID}, "only a stop takes"),
+            ({"limit": "100", "tif": TimeInForce.GTD}, "needs an expires_at"),
+            ({"limit": "100", "expires_at": T0}, "only DAY and GTD"),
+            (
+                {"limit": "100", "tif": TimeInForce.GTD, "expires_at": datetime(2024, 1, 1)},
+                "timezone-aware",
+            ),
+        ],
+    )
+    def test_rejects_inconsistent_options(self, options: dict[str, Any], message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            make_order(**options)
 
 
 class TestWalkBook:
@@ -195,23 +221,6 @@ class TestWalkBook:
         for fill, level in zip(walk.fills, (a for a in asks if a.quantity), strict=False):
             assert fill.price == level.price
             assert fill.quantity <= level.quantity
-
-
-class TestConsume:
-    def test_the_next_taker_gets_only_what_is_left(self) -> None:
-        # The first buy of 2 takes 100 x 1 and 101 x 1, leaving 101 x 1 and 102 x 3.
-        first = walk_book(DEEP, OrderSide.BUY, d("2"))
-        after = consume(DEEP, OrderSide.BUY, first)
-        assert after.asks == levels(("101", "1"), ("102", "3"))
-        assert after.bids == DEEP.bids
-        second = walk_book(after, OrderSide.BUY, d("2"))
-        assert second.fills == levels(("101", "1"), ("102", "1"))
-
-    def test_rejects_a_walk_from_another_book(self) -> None:
-        walk = walk_book(DEEP, OrderSide.BUY, d("2"))
-        other = make_book(bids=[], asks=[("100", "1"), ("105", "2")])
-        with pytest.raises(ValueError, match="not taken from this book"):
-            consume(other, OrderSide.BUY, walk)
 
 
 class TestFees:
@@ -339,6 +348,54 @@ class TestExecute:
         with pytest.raises(ValueError, match="only once triggered"):
             execute(order, DEEP, taker_fee_bps=TAKER_BPS)
 
+    def test_fok_says_why_it_was_rejected(self) -> None:
+        order = make_order(tif=TimeInForce.FOK, quantity="7", limit="102")
+        execution = execute(order, DEEP, taker_fee_bps=TAKER_BPS)
+        assert (execution.outcome, execution.rejection) == (
+            Outcome.REJECTED,
+            Rejection.FILL_OR_KILL,
+        )
+
+    def test_post_only_that_would_take_is_rejected_with_nothing_traded(self) -> None:
+        order = make_order(quantity="1", limit="100", post_only=True)
+        execution = execute(order, DEEP, taker_fee_bps=TAKER_BPS)
+        assert execution.outcome is Outcome.REJECTED
+        assert execution.rejection is Rejection.POST_ONLY
+        assert execution.fills == ()
+        assert execution.order is order
+
+    def test_post_only_inside_the_spread_rests_whole(self) -> None:
+        order = make_order(side=OrderSide.SELL, quantity="2", limit="99.5", post_only=True)
+        execution = execute(order, DEEP, taker_fee_bps=TAKER_BPS)
+        assert (execution.outcome, execution.rejection, execution.fills) == (
+            Outcome.RESTING,
+            None,
+            (),
+        )
+        assert execution.order is order
+
+    def test_post_only_is_not_refused_by_an_empty_level(self) -> None:
+        book = make_book(bids=[("99", "1")], asks=[("100", "0"), ("101", "1")])
+        order = make_order(quantity="1", limit="100", post_only=True)
+        assert execute(order, book, taker_fee_bps=TAKER_BPS).outcome is Outcome.RESTING
+
+    @pytest.mark.parametrize("tif", [TimeInForce.DAY, TimeInForce.GTD])
+    def test_day_and_gtd_limits_rest_what_does_not_cross(self, tif: TimeInForce) -> None:
+        order = make_order(quantity="5", limit="101", tif=tif, expires_at=T0 + timedelta(hours=1))
+        execution = execute(order, DEEP, taker_fee_bps=TAKER_BPS)
+        assert execution.outcome is Outcome.RESTING
+        assert execution.filled_quantity == d("3")
+        assert execution.order.remaining == d("2")
+        assert execution.order.expires_at == T0 + timedelta(hours=1)
+
+    def test_a_day_market_order_never_rests(self) -> None:
+        order = make_order(
+            order_type=OrderType.MARKET, tif=TimeInForce.DAY, quantity="10", expires_at=T0
+        )
+        execution = execute(order, DEEP, taker_fee_bps=TAKER_BPS)
+        assert execution.outcome is Outcome.CANCELLED
+        assert execution.order.remaining == d("4")
+
     def test_rejects_a_book_of_another_symbol(self) -> None:
         order = make_order(order_type=OrderType.MARKET, symbol="ETH-USD")
         with pytest.raises(ValueError, match="is for ETH-USD"):
@@ -362,6 +419,29 @@ class TestStops:
         assert converted.order_type is OrderType.LIMIT
         assert converted.limit_price == d("106")
         assert converted.stop_price is None
+
+    def test_a_stop_on_the_bid_or_the_ask_watches_that_price(self) -> None:
+        on_bid = make_order(order_type=OrderType.STOP, stop="105", trigger=StopTrigger.BID)
+        assert not stop_is_triggered(on_bid, d("106"), bid=d("104.99"), ask=d("105.01"))
+        assert stop_is_triggered(on_bid, d("100"), bid=d("105"), ask=d("105.5"))
+        on_ask = make_order(
+            side=OrderSide.SELL, order_type=OrderType.STOP, stop="95", trigger=StopTrigger.ASK
+        )
+        assert not stop_is_triggered(on_ask, d("94"), bid=d("94"), ask=d("95.01"))
+        assert stop_is_triggered(on_ask, d("96"), bid=d("94.9"), ask=d("95"))
+
+    def test_a_stop_on_the_bid_needs_the_bid(self) -> None:
+        order = make_order(order_type=OrderType.STOP, stop="105", trigger=StopTrigger.BID)
+        with pytest.raises(ValueError, match="triggers on the bid"):
+            stop_is_triggered(order, d("105"))
+
+    def test_a_triggered_stop_keeps_no_trigger(self) -> None:
+        order = make_order(order_type=OrderType.STOP, stop="105", trigger=StopTrigger.ASK)
+        converted = trigger_stop(order)
+        assert (converted.order_type, converted.stop_trigger) == (
+            OrderType.MARKET,
+            StopTrigger.LAST,
+        )
 
 
 class TestOrderIndexLimits:
@@ -525,6 +605,55 @@ class TestOrderIndexStops:
         assert [e.order.id for e in events] == ["low-old", "low-new", "high"]
         assert index.count(SYMBOL) == 1
 
+    def test_each_stop_triggers_on_its_own_price(self) -> None:
+        index = OrderIndex()
+        for trigger in StopTrigger:
+            index.add(
+                make_order(f"buy-{trigger}", order_type=OrderType.STOP, stop="105", trigger=trigger)
+            )
+            index.add(
+                make_order(
+                    f"sell-{trigger}",
+                    side=OrderSide.SELL,
+                    order_type=OrderType.STOP,
+                    stop="95",
+                    trigger=trigger,
+                )
+            )
+
+        def fired(*, last: str, bid: str, ask: str) -> list[tuple[str, Decimal]]:
+            return [
+                (e.order.id, e.last_price)
+                for e in tick(index, last=last, bid=bid, ask=ask)
+                if isinstance(e, StopTriggered)
+            ]
+
+        assert fired(last="104", bid="104.5", ask="105") == [("buy-ask", d("105"))]
+        assert fired(last="106", bid="104.9", ask="105.1") == [("buy-last", d("106"))]
+        assert fired(last="104", bid="105", ask="105.2") == [("buy-bid", d("105"))]
+        assert fired(last="96", bid="95", ask="95.5") == [("sell-bid", d("95"))]
+        assert fired(last="96", bid="94", ask="95") == [("sell-ask", d("95"))]
+        assert fired(last="95", bid="94", ask="95") == [("sell-last", d("95"))]
+        assert len(index) == 0
+
+    def test_stops_of_every_trigger_come_in_stop_then_time_priority(self) -> None:
+        index = OrderIndex()
+        index.add(make_order("a", order_type=OrderType.STOP, stop="103"))
+        index.add(make_order("b", order_type=OrderType.STOP, stop="101", trigger=StopTrigger.BID))
+        index.add(make_order("c", order_type=OrderType.STOP, stop="101", trigger=StopTrigger.ASK))
+        index.add(make_order("s1", side=OrderSide.SELL, order_type=OrderType.STOP, stop="104"))
+        index.add(
+            make_order(
+                "s2",
+                side=OrderSide.SELL,
+                order_type=OrderType.STOP,
+                stop="106",
+                trigger=StopTrigger.BID,
+            )
+        )
+        events = tick(index, last="104", bid="104", ask="104.5")
+        assert [e.order.id for e in events] == ["b", "c", "a", "s2", "s1"]
+
 
 class TestOrderIndexBookkeeping:
     def test_cancel_removes_the_order(self) -> None:
@@ -588,7 +717,7 @@ class TestOrderIndexBookkeeping:
     def test_failed_reload_changes_nothing(self) -> None:
         index = OrderIndex()
         index.add(make_order("kept", quantity="1", limit="100"))
-        with pytest.raises(ValueError, match="only GTC limit orders rest"):
+        with pytest.raises(ValueError, match="only GTC, DAY and GTD limit orders rest"):
             index.reload(
                 [make_order("x", limit="1"), make_order("y", tif=TimeInForce.IOC, limit="1")]
             )
@@ -609,6 +738,207 @@ class TestOrderIndexBookkeeping:
         with pytest.raises(ValueError, match="only GTC"):
             index.add(make_order(tif=TimeInForce.FOK, limit="100"))
         assert len(index) == 0
+
+
+class TestOrderIndexExpiry:
+    def test_expire_removes_and_returns_what_is_due_earliest_first(self) -> None:
+        index = OrderIndex()
+        hour = timedelta(hours=1)
+        index.add(make_order("late", limit="100", tif=TimeInForce.GTD, expires_at=T0 + 2 * hour))
+        index.add(make_order("day", limit="99", tif=TimeInForce.DAY, expires_at=T0 + hour))
+        index.add(make_order("gtc", limit="98"))
+        index.add(
+            make_order(
+                "stop",
+                order_type=OrderType.STOP,
+                stop="120",
+                tif=TimeInForce.GTD,
+                expires_at=T0 + hour,
+            )
+        )
+        assert index.expire(T0) == []
+        assert [o.id for o in index.expire(T0 + hour)] == ["day", "stop"]
+        assert "day" not in index
+        assert "stop" not in index
+        assert [o.id for o in index.expire(T0 + 24 * hour)] == ["late"]
+        assert len(index) == 1
+        assert "gtc" in index
+
+    def test_an_order_gone_otherwise_does_not_expire(self) -> None:
+        index = OrderIndex()
+        gtd = TimeInForce.GTD
+        index.add(make_order("cancelled", limit="100", tif=gtd, expires_at=T0))
+        index.add(make_order("filled", limit="101", tif=gtd, expires_at=T0))
+        index.add(
+            make_order("triggered", order_type=OrderType.STOP, stop="101", tif=gtd, expires_at=T0)
+        )
+        index.cancel("cancelled")
+        tick(index, last="101", bid="100.5", ask="101")
+        assert len(index) == 0
+        assert index.expire(T0) == []
+
+    def test_an_expired_limit_fills_no_more(self) -> None:
+        index = OrderIndex()
+        index.add(make_order(limit="100", tif=TimeInForce.GTD, expires_at=T0))
+        assert [o.id for o in index.expire(T0 + timedelta(seconds=1))] == ["o1"]
+        assert tick(index, last="90", bid="90", ask="90") == []
+
+    def test_a_day_order_needs_its_end_to_rest(self) -> None:
+        with pytest.raises(ValueError, match="needs expires_at"):
+            OrderIndex().add(make_order(limit="100", tif=TimeInForce.DAY))
+
+
+def on_venue(recovery: str = "1") -> tuple[Venue, OrderIndex]:
+    venue = Venue(recovery=d(recovery))
+    return venue, OrderIndex(venue)
+
+
+def step(
+    venue: Venue, index: OrderIndex, bids: list[tuple[str, str]], asks: list[tuple[str, str]]
+) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    """A market step: the venue gets the book, then the index its touch; the resting fills
+    as (order id, price, quantity, remaining)."""
+    venue.advance(make_book(bids, asks))
+    events = tick(index, last=bids[0][0], bid=bids[0][0], ask=asks[0][0])
+    return [
+        (e.order.id, e.fill.price, e.fill.quantity, e.order.remaining)
+        for e in events
+        if isinstance(e, RestingFill)
+    ]
+
+
+def take(venue: Venue, side: OrderSide, quantity: str) -> list[tuple[Decimal, Decimal]]:
+    """A taker's market order against the venue's book, its depth taken."""
+    book = venue.book(SYMBOL)
+    order = make_order(
+        "taker", side=side, order_type=OrderType.MARKET, tif=TimeInForce.IOC, quantity=quantity
+    )
+    execution = execute(order, book.view(), taker_fee_bps=TAKER_BPS)
+    opposing = OrderSide.SELL if side is OrderSide.BUY else OrderSide.BUY
+    book.take(opposing, [BookLevel(f.price, f.quantity) for f in execution.fills])
+    return [(f.price, f.quantity) for f in execution.fills]
+
+
+class TestOrderIndexOnTheVenue:
+    def test_the_queue_ahead_trades_before_the_order(self) -> None:
+        # 5 bid at 100 when it rests; the next step's 6 asked at 100 go to those 5 first.
+        venue, index = on_venue()
+        assert step(venue, index, [("100", "5"), ("99", "5")], [("101", "5")]) == []
+        index.add(make_order(quantity="2", limit="100"))
+        assert index.queue_ahead("o1") == d("5")
+        fills = step(venue, index, [("99", "3")], [("100", "6"), ("101", "5")])
+        assert fills == [("o1", d("100"), d("1"), d("1"))]
+        assert index.queue_ahead("o1") == 0
+        assert venue.book(SYMBOL).view().asks == levels(("101", "5"))  # 100 is all gone
+        assert step(venue, index, [("99", "3")], [("100", "6"), ("101", "5")]) == [
+            ("o1", d("100"), d("1"), d("0"))
+        ]
+
+    def test_an_order_the_flow_does_not_reach_keeps_its_place(self) -> None:
+        venue, index = on_venue()
+        step(venue, index, [("100", "5")], [("101", "5")])
+        index.add(make_order(quantity="2", limit="100"))
+        assert step(venue, index, [("99", "3")], [("100", "3"), ("101", "5")]) == []
+        assert index.queue_ahead("o1") == d("2")
+        assert index.get("o1") == make_order(quantity="2", limit="100")
+
+    def test_a_shrinking_level_brings_the_order_forward(self) -> None:
+        # 5 ahead; the level then shows 1: at most 1 is ahead when asks reach 100.
+        venue, index = on_venue()
+        step(venue, index, [("100", "5")], [("101", "5")])
+        index.add(make_order(quantity="2", limit="100"))
+        step(venue, index, [("100", "1"), ("99", "5")], [("101", "5")])
+        assert step(venue, index, [("99", "3")], [("100", "2"), ("101", "5")]) == [
+            ("o1", d("100"), d("1"), d("1"))
+        ]
+
+    def test_paper_orders_at_one_price_queue_in_time_priority(self) -> None:
+        # 2 displayed ahead of both; 3 arrive: 2 to the displayed, 1 to a, none to b.
+        venue, index = on_venue()
+        step(venue, index, [("100", "2")], [("101", "5")])
+        index.add(make_order("a", quantity="1", limit="100"))
+        index.add(make_order("b", quantity="1", limit="100"))
+        assert step(venue, index, [("99", "1")], [("100", "3"), ("101", "5")]) == [
+            ("a", d("100"), d("1"), d("0"))
+        ]
+        assert step(venue, index, [("99", "1")], [("100", "3"), ("101", "5")]) == [
+            ("b", d("100"), d("1"), d("0"))
+        ]
+
+    def test_a_sell_queues_on_the_asks(self) -> None:
+        venue, index = on_venue()
+        step(venue, index, [("99", "5")], [("101", "2"), ("102", "5")])
+        index.add(make_order(side=OrderSide.SELL, quantity="3", limit="101"))
+        assert index.queue_ahead("o1") == d("2")
+        assert step(venue, index, [("101", "3"), ("100", "5")], [("102", "5")]) == [
+            ("o1", d("101"), d("1"), d("2"))
+        ]
+
+    def test_a_paper_taker_at_the_price_trades_the_queue_ahead(self) -> None:
+        venue, index = on_venue()
+        step(venue, index, [("100", "3"), ("99", "5")], [("101", "5")])
+        index.add(make_order(quantity="1", limit="100"))
+        assert take(venue, OrderSide.SELL, "4") == [(d("100"), d("3")), (d("99"), d("1"))]
+        assert index.queue_ahead("o1") == 0
+        assert step(venue, index, [("99", "5")], [("100", "1"), ("101", "5")]) == [
+            ("o1", d("100"), d("1"), d("0"))
+        ]
+
+    def test_a_maker_fill_leaves_the_depth_it_took_to_no_taker(self) -> None:
+        # The resting bid takes the 1 offered at 100: a market buy in the step pays 101.
+        venue, index = on_venue()
+        step(venue, index, [("99", "5")], [("101", "5")])
+        index.add(make_order(quantity="1", limit="100"))
+        assert step(venue, index, [("99", "5")], [("100", "1"), ("101", "5")]) == [
+            ("o1", d("100"), d("1"), d("0"))
+        ]
+        assert take(venue, OrderSide.BUY, "1") == [(d("101"), d("1"))]
+
+    def test_a_taker_leaves_the_depth_it_took_to_the_next_steps_makers(self) -> None:
+        # The market buy takes 100 x 2; at recovery 0.5, 1 of it shows again next step.
+        venue, index = on_venue(recovery="0.5")
+        step(venue, index, [("99", "5")], [("100", "2"), ("101", "5")])
+        assert take(venue, OrderSide.BUY, "2") == [(d("100"), d("2"))]
+        index.add(make_order(quantity="2", limit="100"))
+        assert step(venue, index, [("99", "5")], [("100", "2"), ("101", "5")]) == [
+            ("o1", d("100"), d("1"), d("1"))
+        ]
+
+    def test_a_maker_fill_carries_the_levels_it_took_to_give_them_back(self) -> None:
+        venue, index = on_venue()
+        step(venue, index, [("99", "5")], [("101", "5")])
+        index.add(make_order(quantity="3", limit="101"))
+        venue.advance(make_book([("99", "5")], [("100", "1"), ("101", "1"), ("102", "5")]))
+        (event,) = tick(index, last="100", bid="99", ask="100")
+        assert isinstance(event, RestingFill)
+        assert event.fill == Fill(d("101"), d("2"), d("202"), d("0.202"), Liquidity.MAKER)
+        assert event.taken is not None
+        assert event.taken.levels == levels(("100", "1"), ("101", "1"))
+        assert venue.book(SYMBOL).view().asks == levels(("102", "5"))
+        venue.give_back(event.taken)  # its transaction failed: the depth is the market's
+        assert venue.book(SYMBOL).view().asks == levels(("100", "1"), ("101", "1"), ("102", "5"))
+
+    def test_reload_puts_each_limit_behind_what_is_displayed_then(self) -> None:
+        venue, index = on_venue()
+        step(venue, index, [("100", "4")], [("101", "5")])
+        index.reload([make_order("a", quantity="1", limit="100")])
+        assert index.queue_ahead("a") == d("4")
+
+    def test_with_a_venue_book_a_snapshot_is_refused(self) -> None:
+        venue, index = on_venue()
+        step(venue, index, [("99", "5")], [("101", "5")])
+        index.add(make_order(quantity="1", limit="100"))
+        with pytest.raises(ValueError, match="from its venue's book"):
+            tick(index, last="100", bid="99", ask="100", book=DEEP)
+
+    def test_the_venue_can_change_only_while_empty(self) -> None:
+        index = OrderIndex()
+        venue = Venue()
+        index.use_venue(venue)
+        assert index.venue is venue
+        index.add(make_order(limit="100"))
+        with pytest.raises(ValueError, match="cannot change venue"):
+            index.use_venue(Venue())
 
 
 def reference_events(

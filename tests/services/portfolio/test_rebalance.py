@@ -55,7 +55,7 @@ def plan(
         targets={s: D(w) for s, w in targets.items()},
         quotes=QUOTES,
         rules=pair_rules,
-        fee_bps=D(fee_bps),
+        fee_bps={s: D(fee_bps) for s in pair_rules},
     )
 
 

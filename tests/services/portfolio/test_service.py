@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from connectors.base import PairRules, Ticker
+from connectors.base import OrderBook, PairRules, Ticker
 from core.config import Settings
 from core.exceptions import InsufficientFundsError, NotFoundError, ValidationFailedError
 from core.service_registry import HealthStatus
@@ -80,6 +80,11 @@ class RecordingPlacer:
 
     placed: list[OrderCreate] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
+    # Books the planner walks; a symbol without one is priced at the touch.
+    books: dict[str, OrderBook] = field(default_factory=dict)
+
+    def taker_book(self, symbol: str) -> OrderBook:
+        return self.books.get(symbol, OrderBook(symbol, (), (), datetime.now(UTC)))
 
     async def place_order(
         self,
@@ -94,6 +99,7 @@ class RecordingPlacer:
         self.placed.append(request)
         now = datetime.now(UTC)
         assert request.account_id is not None
+        assert request.quantity is not None  # rebalancing orders by quantity
         return OrderRead(
             id=uuid.uuid4(),
             account_id=request.account_id,
