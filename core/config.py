@@ -64,6 +64,11 @@ class DatabaseSettings(BaseSettings):
     )
     pool_size: int = Field(default=10, ge=1, le=200)
     max_overflow: int = Field(default=20, ge=0, le=500)
+    # Test each pooled connection with a round trip before use. Off: a connection the
+    # server dropped (a restart) fails the one request that draws it, with a 503.
+    pool_pre_ping: bool = False
+    # Seconds after which a pooled connection is replaced (-1: never).
+    pool_recycle: int = Field(default=1800, ge=-1)
     echo: bool = False
 
     @field_validator("url")
@@ -205,6 +210,9 @@ class PaperTradingSettings(BaseSettings):
     # What the venue refills, per market step, of the depth paper orders took
     # (docs/paper-exchange.md): 1 shows the fresh book every step.
     book_recovery: Decimal = Field(default=Decimal("0.5"), gt=0, le=1, allow_inf_nan=False)
+    # Simulated time between an order's arrival and its match: it fills against the
+    # book as it stands that long after it arrived (0: at once).
+    order_latency_ms: int = Field(default=0, ge=0, le=10_000)
 
 
 class AgentSettings(BaseSettings):

@@ -36,8 +36,9 @@ what placing and the tick-driven fills share is in services/paper_trading/bookin
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 
 from pydantic import ValidationError as PydanticValidationError
@@ -120,6 +121,9 @@ class PaperTradingService:
         self._default_accounts: dict[uuid.UUID, uuid.UUID] = {}
         # What "now" is for expiry: DAY and GTD orders (tests move it).
         self._clock: Callable[[], datetime] = utcnow
+        # PAPER_ORDER_LATENCY_MS, in seconds, and how it is waited (tests gate it).
+        self._latency = settings.paper.order_latency_ms / 1000
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._unsubscribe: Callable[[], None] | None = None
 
     @property
@@ -241,6 +245,9 @@ class PaperTradingService:
             else (rules.taker_fee_bps),
         )
         account_id = await self._account_id(user_id, request.account_id)
+        if self._latency:
+            # On its way to the venue: it meets the book as it is when it arrives.
+            await self._sleep(self._latency)
         placement = Placement(
             user_id=user_id,
             account_id=account_id,

@@ -3,6 +3,7 @@ trigger, and replacing an open order: each as a user sees it, with exact balance
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -326,3 +327,42 @@ class TestTheBookRemembers:
         assert (await trading.get_order(maker.user_id, resting.id)).status is OrderStatus.FILLED
         sold = await trading.place_order(taker.user_id, order("sell", "1"))
         assert [(f.price, f.quantity) for f in sold.fills] == [(D(99), D(1))]
+
+
+class TestLatency:
+    """PAPER_ORDER_LATENCY_MS: an order meets the book as it is when it arrives."""
+
+    @pytest.fixture
+    async def slow(
+        self, make_settings: Callable[..., Settings], database_url: str
+    ) -> AsyncIterator[Services]:
+        settings = make_settings(
+            database={"url": database_url},
+            redis={"url": ""},
+            market_data={"market_data_stream": False},
+            paper={"order_latency_ms": 250},
+        )
+        app = create_app(settings)
+        async with running_app(app):
+            yield app.state.services
+
+    async def test_the_market_steps_while_the_order_is_on_its_way(self, slow: Services) -> None:
+        account = await account_of(slow, "1000")
+        trading = slow.paper_trading
+        await trading.on_ticks(tick("99", "100", asks=[("100", "5")]))
+        waited: list[float] = []
+        on_its_way, arrive = asyncio.Event(), asyncio.Event()
+
+        async def travel(seconds: float) -> None:
+            waited.append(seconds)
+            on_its_way.set()
+            await arrive.wait()
+
+        trading._sleep = travel
+        placing = asyncio.create_task(trading.place_order(account.user_id, order("buy", "1")))
+        await on_its_way.wait()
+        await trading.on_ticks(tick("104", "105", asks=[("105", "5")]))  # meanwhile
+        arrive.set()
+        placed = await placing
+        assert waited == [0.25]
+        assert [(f.price, f.quantity) for f in placed.fills] == [(D(105), D(1))]

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from connectors.base import BookLevel, OrderBook, Tick, Ticker
 from core.config import Settings
 from core.exceptions import ConflictError, InsufficientFundsError, NotFoundError
-from database.orm import AccountBalance, Position, Trade, TradingAccount
+from database.orm import AccountBalance, Order, Position, Trade, TradingAccount
 from main_consolidated import create_app
 from models.enums import OrderSide, OrderStatus, OrderType, TimeInForce
 from models.trading import OrderCreate
@@ -103,7 +103,8 @@ async def holdings(
 
 async def assert_ledger_reconciles(services: Services, account: TradingAccount) -> None:
     """cash + Σ cost basis = initial + realized PnL - fees, exactly; nothing negative;
-    each position equals the base asset held (free + locked)."""
+    each position equals the base asset held (free + locked); per asset, Σ locked of
+    open orders = the balance's locked."""
     async with services.database.database.read() as session:
         acct = await session.get(TradingAccount, account.id)
         assert acct is not None
@@ -123,6 +124,9 @@ async def assert_ledger_reconciles(services: Services, account: TradingAccount) 
         trades = list(
             (await session.execute(select(Trade).where(Trade.account_id == account.id))).scalars()
         )
+        orders = list(
+            (await session.execute(select(Order).where(Order.account_id == account.id))).scalars()
+        )
     cash = balances["USD"].free + balances["USD"].locked
     cost = sum((p.cost_basis for p in positions), D(0))
     assert cash + cost == acct.initial_balance + acct.realized_pnl - acct.total_fees
@@ -135,6 +139,17 @@ async def assert_ledger_reconciles(services: Services, account: TradingAccount) 
         base = position.symbol.split("/")[0]
         held = balances[base].free + balances[base].locked if base in balances else D(0)
         assert position.quantity == held
+    # What open orders hold is exactly what the balances show locked; closed orders hold
+    # nothing.
+    locked: dict[str, Decimal] = {}
+    for row in orders:
+        asset = "USD" if row.side == "buy" else row.symbol.split("/")[0]
+        if row.status in ("pending", "partial"):
+            locked[asset] = locked.get(asset, D(0)) + row.locked_amount
+        else:
+            assert row.locked_amount == 0, row
+    for asset, row in balances.items():
+        assert row.locked == locked.get(asset, D(0)), asset
 
 
 class TestTakerFills:
