@@ -62,6 +62,8 @@ class DatabaseSettings(BaseSettings):
         default="",
         description="SQLAlchemy async URL; empty means a SQLite file in DATA_DIR.",
     )
+    # Connections kept open: size it to the requests served at once, so a burst does
+    # not open and close overflow connections (each a PostgreSQL backend start).
     pool_size: int = Field(default=10, ge=1, le=200)
     max_overflow: int = Field(default=20, ge=0, le=500)
     # Test each pooled connection with a round trip before use. Off: a connection the

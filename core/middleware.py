@@ -1,8 +1,9 @@
 """Request ids, the access log, and the one JSON shape every error takes.
 
 `{"error": {"code", "message", "details"}, "request_id"}` for domain errors,
-validation errors (422), unknown routes (404), rate limits (429) and bugs (a bare
-500 whose traceback goes to the log, never to the client).
+validation errors (422), unknown routes (404), rate limits (429), a database
+connection lost mid-request (503, retry) and bugs (a bare 500 whose traceback goes to
+the log, never to the client).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from slowapi import Limiter
 from slowapi.errors import RateLimitExceeded
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -194,18 +196,41 @@ async def _rate_limited(request: Request, raised: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, raised: Exception) -> JSONResponse:
+    """A connection the database dropped (a server restart; the pool does not test
+    connections before use unless DATABASE_POOL_PRE_PING) is a 503 the client may
+    retry: the pool has discarded it and the transaction rolled back. Any other
+    database error is a bug (500)."""
+    exc = cast(DBAPIError, raised)
+    if not exc.connection_invalidated:
+        # Inside RequestContextMiddleware, which adds the request id header.
+        return _bug(request, exc, headers=None)
+    error_log.warning("database_connection_lost", method=request.method, path=request.url.path)
+    return error_response(
+        request,
+        status_code=503,
+        code="database_unavailable",
+        message="the database connection was lost; retry",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    # Rendered by Starlette's outermost error middleware, outside RequestContextMiddleware,
+    # so the request id header is set here.
+    return _bug(request, exc, headers={REQUEST_ID_HEADER: request_id_of(request)})
+
+
+def _bug(request: Request, exc: Exception, *, headers: dict[str, str] | None) -> JSONResponse:
     error_log.exception(
         "unhandled_error", method=request.method, path=request.url.path, exc_info=exc
     )
-    # Rendered by Starlette's outermost error middleware, outside RequestContextMiddleware,
-    # so the request id header is set here.
     return error_response(
         request,
         status_code=500,
         code="internal_error",
         message="internal server error",
-        headers={REQUEST_ID_HEADER: request_id_of(request)},
+        headers=headers,
     )
 
 
@@ -231,4 +256,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RateLimitExceeded, _rate_limited)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -2,7 +2,8 @@
 
 SQLite: WAL, foreign keys on, a busy timeout, and `BEGIN IMMEDIATE` for write
 transactions, so two writers never interleave a read-check-write (SQLite ignores
-`SELECT ... FOR UPDATE`). PostgreSQL: asyncpg with a pool; callers add row locks.
+`SELECT ... FOR UPDATE`). PostgreSQL: asyncpg with a pool (no pre-ping unless asked,
+see `Database`); callers add row locks.
 """
 
 from __future__ import annotations
@@ -54,17 +55,23 @@ class Database:
         echo: bool = False,
         pool_size: int = 10,
         max_overflow: int = 20,
+        pool_pre_ping: bool = False,
+        pool_recycle: int = 1800,
     ) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        # No pre-ping by default: it costs a round trip per checkout. A connection the
+        # server dropped (a restart) then fails the one request that draws it, answered
+        # 503 (core/middleware.py), and the pool discards it; `pool_recycle` retires
+        # connections older than that many seconds (-1: never).
+        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": pool_pre_ping}
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_recycle=pool_recycle)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)

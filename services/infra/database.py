@@ -31,6 +31,8 @@ class DatabaseService:
             echo=db_settings.echo,
             pool_size=db_settings.pool_size,
             max_overflow=db_settings.max_overflow,
+            pool_pre_ping=db_settings.pool_pre_ping,
+            pool_recycle=db_settings.pool_recycle,
         )
         await self._database.ping()
         if self._settings.run_migrations:

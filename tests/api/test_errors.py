@@ -7,6 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 
 from core.config import Settings
 from core.exceptions import InsufficientFundsError, NotFoundError
@@ -36,6 +37,14 @@ def _add_probe_routes(app: FastAPI) -> None:
     @app.get("/probe/bug")
     async def bug() -> None:
         raise RuntimeError("secret internals /home/user/app.py line 12")
+
+    @app.get("/probe/connection-lost")
+    async def connection_lost() -> None:
+        raise DBAPIError("SELECT 1", None, ConnectionError("secret"), connection_invalidated=True)
+
+    @app.get("/probe/sql-bug")
+    async def sql_bug() -> None:
+        raise DBAPIError("SELECT secret", None, ValueError("secret internals"))
 
 
 @pytest.fixture
@@ -123,6 +132,22 @@ class TestErrorShape:
         assert "secret internals" not in response.text
         assert "Traceback" not in response.text
         assert body["request_id"] == response.headers["x-request-id"]
+
+    async def test_lost_database_connection_is_503_to_retry(
+        self, probe_client: httpx.AsyncClient
+    ) -> None:
+        response = await probe_client.get("/probe/connection-lost")
+        body = assert_error_shape(response, 503, "database_unavailable")
+        assert response.headers["retry-after"] == "1"
+        assert "secret" not in body["error"]["message"]
+
+    async def test_other_database_error_is_a_bare_500(
+        self, probe_client: httpx.AsyncClient
+    ) -> None:
+        response = await probe_client.get("/probe/sql-bug")
+        body = assert_error_shape(response, 500, "internal_error")
+        assert "secret" not in response.text
+        assert response.headers.get_list("x-request-id") == [body["request_id"]]
 
     async def test_rate_limit_is_429_with_retry_after(
         self, probe_client: httpx.AsyncClient

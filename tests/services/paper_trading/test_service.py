@@ -142,14 +142,14 @@ async def assert_ledger_reconciles(services: Services, account: TradingAccount) 
     # What open orders hold is exactly what the balances show locked; closed orders hold
     # nothing.
     locked: dict[str, Decimal] = {}
-    for row in orders:
-        asset = "USD" if row.side == "buy" else row.symbol.split("/")[0]
-        if row.status in ("pending", "partial"):
-            locked[asset] = locked.get(asset, D(0)) + row.locked_amount
+    for placed in orders:
+        asset = "USD" if placed.side == "buy" else placed.symbol.split("/")[0]
+        if placed.status in ("pending", "partial"):
+            locked[asset] = locked.get(asset, D(0)) + placed.locked_amount
         else:
-            assert row.locked_amount == 0, row
-    for asset, row in balances.items():
-        assert row.locked == locked.get(asset, D(0)), asset
+            assert placed.locked_amount == 0, placed
+    for asset, balance in balances.items():
+        assert balance.locked == locked.get(asset, D(0)), asset
 
 
 class TestTakerFills:
