@@ -428,7 +428,7 @@ class PgTrace:
                 up_writer.close()
                 down.cancel()
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            pass  # either side hung up: the connection is over, nothing to record
         finally:
             writer.close()
 

@@ -197,16 +197,18 @@ class _Market:
             symbol, "X", "USD", Decimal("0.01"), STEP, STEP, Decimal(10**9), Decimal(0)
         )
 
+    # The rest of MarketView: TakerBooks never asks for them here, since every book
+    # is handed to it by `set_book`; reaching one would be a bug in the benchmark.
     def ticker(self, symbol: str) -> Ticker:
-        raise NotImplementedError
+        raise AssertionError(f"the benchmark feeds books; TakerBooks asked for a {symbol} ticker")
 
     def order_book(self, symbol: str, depth: int = 20) -> OrderBook:
-        raise NotImplementedError
+        raise AssertionError(f"the benchmark feeds books; asked for {depth} levels of {symbol}")
 
     def add_tick_listener(
         self, listener: Callable[[Mapping[str, Tick]], Awaitable[None]]
     ) -> Callable[[], None]:
-        raise NotImplementedError
+        raise AssertionError(f"the benchmark steps the books itself, not {listener!r}")
 
 
 class Indexed:

@@ -100,7 +100,7 @@ def build_services(settings: Settings) -> Services:
     )
     # Parts of the paper exchange with no lifecycle of their own (nothing to start, stop
     # or report): on the handle for the routers, not in the registry.
-    paper_activity = PaperActivity(database, market_data)
+    paper_activity = paper_trading.activity
     paper_lifecycle = PaperLifecycle(database, market_data, paper_trading, event_bus)
 
     portfolio = PortfolioService(database, market_data, paper_trading, event_bus, settings)

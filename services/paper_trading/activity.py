@@ -20,10 +20,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from core.exceptions import ValidationFailedError
-from database.orm import Order, Trade
 from database.repositories import orders as order_repo
 from database.repositories import trades as trade_repo
 from database.repositories.orders import OrderListStatus
@@ -31,7 +28,7 @@ from models.base import Page
 from models.enums import OrderSide
 from models.trading import CursorPage, OrderRead, TradeRead
 from services.infra.database import DatabaseService
-from services.paper_trading.booking import MarketView, read_order
+from services.paper_trading.booking import MarketView, read_orders
 
 CursorKind = Literal["o", "f"]
 _KINDS: dict[str, str] = {"o": "orders", "f": "fills"}
@@ -144,7 +141,7 @@ class PaperActivity:
                 limit=limit + 1,
             )
             page, more = rows[:limit], len(rows) > limit
-            items = await _with_fills(session, page)
+            items = await read_orders(session, page)
         last = page[-1] if more else None
         return CursorPage[OrderRead](
             items=items,
@@ -184,7 +181,7 @@ class PaperActivity:
                 limit=limit,
                 offset=offset,
             )
-            items = await _with_fills(session, rows)
+            items = await read_orders(session, rows)
         return Page[OrderRead](items=items, total=total, limit=limit, offset=offset)
 
     async def fills(
@@ -225,11 +222,3 @@ class PaperActivity:
             next_cursor=encode_cursor("f", last.executed_at, last.id) if last else None,
             limit=limit,
         )
-
-
-async def _with_fills(session: AsyncSession, rows: list[Order]) -> list[OrderRead]:
-    trades: dict[uuid.UUID, list[Trade]] = {row.id: [] for row in rows}
-    if rows:
-        for trade in await trade_repo.of_orders(session, list(trades)):
-            trades[trade.order_id].append(trade)
-    return [read_order(row, trades[row.id]) for row in rows]

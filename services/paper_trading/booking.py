@@ -301,6 +301,25 @@ def release(book: ledger.Book, order: Order, asset: str) -> None:
     order.locked_amount = ZERO
 
 
+def cancel_in_book(book: ledger.Book, order: Order, reason: str, now: datetime) -> None:
+    """Close an open order as cancelled: what it still locks goes back to the free
+    balance (of the asset its side locks, taken from its symbol), with `reason`.
+    Every cancel takes this path: the user's, an expiry, a replacement, the exchange's."""
+    release(book, order, locked_asset(order, book.account.base_currency))
+    order.status = OrderStatus.CANCELLED.value
+    order.closed_at = now
+    order.reject_reason = reason
+
+
+async def read_orders(session: AsyncSession, rows: list[Order]) -> list[OrderRead]:
+    """The orders as the API shows them, each with its fills (one query for all)."""
+    trades: dict[uuid.UUID, list[Trade]] = {row.id: [] for row in rows}
+    if rows:
+        for trade in await trade_repo.of_orders(session, list(trades)):
+            trades[trade.order_id].append(trade)
+    return [read_order(row, trades[row.id]) for row in rows]
+
+
 def finish(order: Order, execution: Execution | None, resting: Decimal, now: datetime) -> None:
     if resting:
         order.status = (

@@ -47,15 +47,18 @@ class FeeSchedule:
     default_maker_bps: Decimal
     default_taker_bps: Decimal
 
+    def for_pair(self, rules: PairRules) -> FeeRates:
+        """The pair's schedule, or the defaults where it states none (no override)."""
+        return FeeRates(
+            rules.maker_fee_bps if rules.maker_fee_bps is not None else self.default_maker_bps,
+            rules.taker_fee_bps if rules.taker_fee_bps is not None else self.default_taker_bps,
+        )
+
     def rates(self, account: _FeeOverrides, rules: PairRules) -> FeeRates:
-        maker = account.maker_fee_bps
-        if maker is None:
-            maker = (
-                rules.maker_fee_bps if rules.maker_fee_bps is not None else self.default_maker_bps
-            )
-        taker = account.taker_fee_bps
-        if taker is None:
-            taker = (
-                rules.taker_fee_bps if rules.taker_fee_bps is not None else self.default_taker_bps
-            )
-        return FeeRates(maker, taker)
+        """The account's override where it has one, the pair's otherwise."""
+        pair = self.for_pair(rules)
+        maker, taker = account.maker_fee_bps, account.taker_fee_bps
+        return FeeRates(
+            maker if maker is not None else pair.maker_bps,
+            taker if taker is not None else pair.taker_bps,
+        )

@@ -33,9 +33,9 @@ from services.paper_trading.booking import (
     TakerBooks,
     announce,
     apply_fills,
+    cancel_in_book,
     engine_order,
     finish,
-    locked_asset,
     log,
     price_fills,
     publish,
@@ -142,10 +142,9 @@ class TickFills:
             order = await order_repo.lock_by_id(session, row.id)
             if order is None or order.status not in {s.value for s in OPEN_ORDER_STATUSES}:
                 return
-            release(book, order, locked_asset(order, book.account.base_currency))
-            order.status = OrderStatus.CANCELLED.value
-            order.closed_at = utcnow()
-            order.reject_reason = f"cancelled by the exchange: its fill failed twice ({why})"
+            cancel_in_book(
+                book, order, f"cancelled by the exchange: its fill failed twice ({why})", utcnow()
+            )
             await ledger.write_balances(session, book)
             outbox = Outbox(order.user_id)
             announce(outbox, read_order(order, []), [])

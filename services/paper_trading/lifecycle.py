@@ -33,7 +33,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.exceptions import AppError, ConflictError, NotFoundError, ValidationFailedError
-from database.orm import Order, Position, Trade, TradingAccount
+from database.orm import Order, Position, TradingAccount
 from database.orm.types import utcnow
 from database.repositories import orders as order_repo
 from database.repositories import portfolio as portfolio_repo
@@ -55,7 +55,7 @@ from models.trading import (
 from services.infra.database import DatabaseService
 from services.infra.event_bus import EventBus
 from services.paper_trading import ledger
-from services.paper_trading.booking import MarketView, Outbox, publish, read_order
+from services.paper_trading.booking import MarketView, Outbox, publish, read_orders
 from services.paper_trading.matching import Order as EngineOrder
 from services.paper_trading.rules import RuleCode, RuleViolation, normalize_order
 from services.paper_trading.service import PaperTradingService
@@ -344,18 +344,12 @@ async def _as_cancelled(
 ) -> list[OrderRead]:
     """The open orders as a reset leaves them (cancelled, nothing locked), for their
     events. The rows themselves are deleted, so they are read, not changed."""
-    fills: dict[uuid.UUID, list[Trade]] = {order.id: [] for order in orders}
-    if orders:
-        for trade in await trade_repo.of_orders(session, list(fills)):
-            fills[trade.order_id].append(trade)
-    reads = []
-    for order in orders:
-        read = read_order(order, fills[order.id])
+    reads = await read_orders(session, orders)
+    for read in reads:
         read.status = OrderStatus.CANCELLED
         read.locked_amount = _ZERO
         read.reject_reason = _RESET_REASON
         read.closed_at = read.updated_at = now
-        reads.append(read)
     return reads
 
 

@@ -56,7 +56,7 @@ from database.repositories import trades as trade_repo
 from database.repositories.accounts import find_account
 from database.repositories.orders import OrderListStatus
 from models.base import Page
-from models.enums import OrderSide, OrderStatus
+from models.enums import OrderSide
 from models.events import Channel, EventType
 from models.trading import OrderCreate, OrderRead, OrderReplace
 from services.infra.database import DatabaseService
@@ -68,12 +68,11 @@ from services.paper_trading.booking import (
     MarketView,
     Outbox,
     TakerBooks,
+    cancel_in_book,
     engine_order,
-    locked_asset,
     log,
     publish,
     read_order,
-    release,
 )
 from services.paper_trading.fees import FeeSchedule
 from services.paper_trading.fills import TickFills
@@ -119,6 +118,8 @@ class PaperTradingService:
             database, market, event_bus, self._index, self._books, self._gate, fees=self._fees
         )
         self._default_accounts: dict[uuid.UUID, uuid.UUID] = {}
+        # The read side (lists of orders and fills); the routers use it too.
+        self.activity = PaperActivity(database, market)
         # What "now" is for expiry: DAY and GTD orders (tests move it).
         self._clock: Callable[[], datetime] = utcnow
         # PAPER_ORDER_LATENCY_MS, in seconds, and how it is waited (tests gate it).
@@ -200,11 +201,8 @@ class PaperTradingService:
             order = await order_repo.lock_by_id(session, order_id)
             if order is None or order.status not in {s.value for s in OPEN_ORDER_STATUSES}:
                 return
-            release(book, order, locked_asset(order, book.account.base_currency))
-            order.status = OrderStatus.CANCELLED.value
-            order.closed_at = utcnow()
             expiry = order.expires_at.isoformat() if order.expires_at else "its expiry"
-            order.reject_reason = f"expired ({order.time_in_force}) at {expiry}"
+            cancel_in_book(book, order, f"expired ({order.time_in_force}) at {expiry}", utcnow())
             await ledger.write_balances(session, book)
             read = read_order(order, await trade_repo.of_order(session, order.id))
         outbox = Outbox(order.user_id)
@@ -240,9 +238,9 @@ class PaperTradingService:
             ticker,
             self._clock(),
             book=self._books.book(symbol) if request.notional is not None else None,
-            taker_bps=self._fees.default_taker_bps
-            if rules.taker_fee_bps is None
-            else (rules.taker_fee_bps),
+            # The account is not known yet: the pair's rate. Drafted again under the
+            # lock with the account's own (placing.execute_new).
+            taker_bps=self._fees.for_pair(rules).taker_bps,
         )
         account_id = await self._account_id(user_id, request.account_id)
         if self._latency:
@@ -421,10 +419,7 @@ class PaperTradingService:
                 f"order {new.replaces} is {status} and cannot be replaced",
                 details={"order_id": str(new.replaces), "status": status},
             )
-        release(book, old, locked_asset(old, book.account.base_currency))
-        old.status = OrderStatus.CANCELLED.value
-        old.closed_at = utcnow()
-        old.reject_reason = f"replaced by order {new.draft.id}"
+        cancel_in_book(book, old, f"replaced by order {new.draft.id}", utcnow())
         read = read_order(old, await trade_repo.of_order(session, old.id))
         outbox.events.append(
             (Channel.TRADES, EventType.ORDER_CANCELLED, read.model_dump(mode="json"))
@@ -462,10 +457,7 @@ class PaperTradingService:
                     details={"order_id": str(order_id), "status": order.status},
                 )
             # No pair rules: an order of a pair no longer traded still releases its lock.
-            release(book, order, locked_asset(order, book.account.base_currency))
-            order.status = OrderStatus.CANCELLED.value
-            order.closed_at = utcnow()
-            order.reject_reason = "cancelled by the user"
+            cancel_in_book(book, order, "cancelled by the user", utcnow())
             await ledger.write_balances(session, book)
             trades = await trade_repo.of_order(session, order.id)
             read = read_order(order, trades)
@@ -493,7 +485,7 @@ class PaperTradingService:
     ) -> Page[OrderRead]:
         """The user's orders newest first, each with its fills, by offset with the total:
         the /history list (services/paper_trading/activity.py; /orders pages by cursor)."""
-        return await PaperActivity(self._database, self._market).history(
+        return await self.activity.history(
             user_id,
             account_id=account_id,
             status=status,
