@@ -153,6 +153,16 @@ class LLMService:
                 reason="missing_model",
             )
 
+    def cost_known(self, provider: str, model: str) -> bool:
+        """Whether a call to `model` on `provider` has a known cost: the local rules are
+        free, OpenRouter reports what it charged, and every other model must be in the
+        price table (the built-in list prices or LLM_PRICES). ProviderConfigError for an
+        unknown provider name."""
+        name = self._resolve(provider)
+        if name in (ProviderName.LOCAL, ProviderName.OPENROUTER):
+            return True
+        return self._prices.price(model) is not None
+
     def provider_for(self, provider: str) -> LLMProvider:
         """The provider by name, built on first use; ProviderConfigError if it cannot be."""
         name = self._resolve(provider)

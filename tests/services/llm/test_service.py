@@ -557,3 +557,15 @@ class TestLifecycle:
 
         assert provider._client.is_closed()  # type: ignore[attr-defined]
         assert service.provider_for("anthropic") is not provider
+
+
+def test_cost_known_only_where_a_price_or_a_reported_cost_exists() -> None:
+    service = LLMService(llm_settings(), prices={"my-local-llama": {"input": "0", "output": "0"}})
+    assert service.cost_known("local", "rules")
+    assert service.cost_known("openrouter", "some/unlisted-model")  # reports what it charged
+    assert service.cost_known("openai", "gpt-4o-mini-2024-07-18")  # a dated snapshot
+    assert not service.cost_known("openai", "a-model-nobody-priced")
+    assert not service.cost_known("openai_compatible", "llama3.1")
+    assert service.cost_known("openai_compatible", "my-local-llama")  # priced in LLM_PRICES
+    with pytest.raises(ProviderConfigError):
+        service.cost_known("nonsense", "x")
