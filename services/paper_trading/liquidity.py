@@ -45,7 +45,8 @@ the venue never shows more than the external book.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 
@@ -60,26 +61,35 @@ DEFAULT_QUANTUM = Decimal("0.00000001")
 _ZERO = Decimal(0)
 _ONE = Decimal(1)
 BIDS, ASKS = 0, 1  # the sides of a book, as `Queue.side` and `VenueBook.join` take them
-
-
 _Consumed = dict[Decimal, tuple[Decimal, int]]
 # Every this many steps, a venue book forgets the consumed depth that fully recovered.
 _SWEEP_STEPS = 64
 
 
+def slot_setters(cls: type, *names: str) -> tuple[Callable[[object, object], None], ...]:
+    """The slot setters of a frozen slotted dataclass, for constructors on the hot path:
+    a generated frozen `__init__` pays one `object.__setattr__` per field, about twice
+    the cost of the setter itself. Nothing is validated: the caller builds valid values."""
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+_add = MONEY_CONTEXT.add
+_subtract = MONEY_CONTEXT.subtract
+_multiply = MONEY_CONTEXT.multiply
+_new = object.__new__
+_level_price, _level_quantity = slot_setters(BookLevel, "price", "quantity")
+
+
+def _level(price: Decimal, quantity: Decimal) -> BookLevel:
+    """`BookLevel(price, quantity)` on the hot path (slot_setters)."""
+    level: BookLevel = _new(BookLevel)
+    _level_price(level, price)
+    _level_quantity(level, quantity)
+    return level
+
+
 def _side(book_side: OrderSide) -> int:
     return BIDS if book_side is OrderSide.BUY else ASKS
-
-
-def _floor(quantity: Decimal, quantum: Decimal) -> Decimal:
-    """`quantity` rounded down to a multiple of `quantum` (a multiple keeps its digits)."""
-    remainder = MONEY_CONTEXT.remainder(quantity, quantum)
-    return MONEY_CONTEXT.subtract(quantity, remainder) if remainder else quantity
-
-
-def _beyond(side: int, price: Decimal, deepest: Decimal) -> bool:
-    """Past the deepest displayed level of `side`: the venue says nothing about it."""
-    return price < deepest if side == BIDS else price > deepest
 
 
 def _is_prefix(view: Sequence[BookLevel], levels: Sequence[BookLevel]) -> bool:
@@ -106,6 +116,21 @@ class Taken:
     side: OrderSide
     levels: tuple[BookLevel, ...]
     step: int
+
+
+_taken_symbol, _taken_side, _taken_levels, _taken_step = slot_setters(
+    Taken, "symbol", "side", "levels", "step"
+)
+
+
+def make_taken(symbol: str, side: OrderSide, levels: tuple[BookLevel, ...], step: int) -> Taken:
+    """`Taken(symbol, side, levels, step)` on the hot path (slot_setters)."""
+    taken: Taken = _new(Taken)
+    _taken_symbol(taken, symbol)
+    _taken_side(taken, side)
+    _taken_levels(taken, levels)
+    _taken_step(taken, step)
+    return taken
 
 
 class Queue:
@@ -155,23 +180,25 @@ class Depth:
 
     def take(self, limit: Decimal, wanted: Decimal, log: list[BookLevel] | None = None) -> Decimal:
         """Up to `wanted` from the levels at or better than `limit`; each level's part is
-        appended to `log` when one is given. Runs in the caller's MONEY_CONTEXT."""
+        appended to `log` when one is given. Exact (MONEY_CONTEXT) whatever the thread's."""
         taken = _ZERO
         levels = self._levels
         count = len(levels)
-        while taken < wanted and self._index < count:
-            level = levels[self._index]
+        index, left, buy = self._index, self._left, self._buy
+        while taken < wanted and index < count:
+            level = levels[index]
             price = level.price
-            if price > limit if self._buy else price < limit:
+            if price > limit if buy else price < limit:
                 break
-            step = min(wanted - taken, self._left)
-            taken += step
-            self._left -= step
-            if log is not None and step:
-                log.append(BookLevel(price, step))
-            if not self._left:
-                self._index += 1
-                self._left = levels[self._index].quantity if self._index < count else _ZERO
+            step = min(_subtract(wanted, taken), left)
+            taken = _add(taken, step)
+            left = _subtract(left, step)
+            if log is not None and step > _ZERO:
+                log.append(level if step == level.quantity else _level(price, step))
+            if left == _ZERO:
+                index += 1
+                left = levels[index].quantity if index < count else _ZERO
+        self._index, self._left = index, left
         return taken
 
     def commit(self) -> None:
@@ -187,8 +214,8 @@ class Depth:
         rest = levels[index:]
         if partial:
             top = rest[0]
-            book._consume(self._side, top.price, MONEY_CONTEXT.subtract(top.quantity, left))
-            rest = (BookLevel(top.price, left), *rest[1:])
+            book._consume(self._side, top.price, _subtract(top.quantity, left))
+            rest = (_level(top.price, left), *rest[1:])
         book._set_view(self._side, tuple(rest))
 
 
@@ -200,13 +227,16 @@ class VenueBook:
         "_book",
         "_consumed",
         "_external",
+        "_held_now",
         "_keep",
         "_pending",
         "_powers",
         "_queues",
         "_returned",
+        "_shown",
         "_views",
         "_waiting",
+        "_waiting_prices",
         "quantum",
         "step",
         "symbol",
@@ -224,12 +254,18 @@ class VenueBook:
         self._external: OrderBook | None = None
         # Per side, price -> (amount, step it was last changed): decayed when read.
         self._consumed: tuple[_Consumed, _Consumed] = ({}, {})
+        # Per side, price -> what is consumed there in this step (read or changed).
+        self._held_now: tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]] = ({}, {})
         self._powers = [_ONE]  # (1 - recovery) ** k
         self._views: list[tuple[BookLevel, ...] | None] = [None, None]
+        # Per side, the external quantity at each displayed price (first level wins).
+        self._shown: list[dict[Decimal, Decimal] | None] = [None, None]
         self._book: OrderBook | None = None
         self._queues: tuple[dict[Decimal, Queue], dict[Decimal, Queue]] = ({}, {})
-        # Queues whose last mark is above `traded`: someone still has depth ahead.
-        self._waiting: dict[Queue, None] = {}
+        # Per side, queues whose last mark is above `traded` (someone still waits) by price,
+        # and their prices ascending: a step caps those in the displayed range, no others.
+        self._waiting: tuple[dict[Decimal, Queue], dict[Decimal, Queue]] = ({}, {})
+        self._waiting_prices: tuple[list[Decimal], list[Decimal]] = ([], [])
         # Orders queued before the first book: placed when it arrives.
         self._pending: dict[tuple[Queue, str], None] = {}
         # What was given back, by identity: a second give-back of it is a no-op.
@@ -245,41 +281,66 @@ class VenueBook:
         if book.symbol != self.symbol:
             raise ValueError(f"the book is for {book.symbol}, the venue book for {self.symbol}")
         first = self._external is None
-        if not first:
+        if not first and (self._waiting_prices[BIDS] or self._waiting_prices[ASKS]):
             self._cap_queues()
         self._external = book
         self._views = [None, None]
+        self._shown = [None, None]
         self._book = None
         self.step += 1
+        self._held_now[BIDS].clear()
+        self._held_now[ASKS].clear()
         if not self.step % _SWEEP_STEPS:
             self._sweep()
         if first and self._pending:
             self._place_pending()
 
+    def _wait(self, queue: Queue) -> None:
+        waiting = self._waiting[queue.side]
+        if queue.price not in waiting:
+            waiting[queue.price] = queue
+            insort(self._waiting_prices[queue.side], queue.price)
+
+    def _unwait(self, side: int, price: Decimal) -> None:
+        del self._waiting[side][price]
+        prices = self._waiting_prices[side]
+        del prices[bisect_left(prices, price)]
+
     def _cap_queues(self) -> None:
-        for queue in list(self._waiting):
-            side = queue.side
+        for side in (BIDS, ASKS):
+            prices = self._waiting_prices[side]
             external = self._external_side(side)
-            if not external or _beyond(side, queue.price, external[-1].price):
+            if not prices or not external:
                 continue
-            with_ahead = MONEY_CONTEXT.add(queue.traded, self.available_at(side, queue.price))
-            queue._cap(with_ahead)
-            if queue.marks[next(reversed(queue.marks))] <= queue.traded:
-                del self._waiting[queue]
+            deepest = external[-1].price
+            if side == BIDS:  # at or above the deepest bid
+                within = prices[bisect_left(prices, deepest) :]
+            else:  # at or below the deepest ask
+                within = prices[: bisect_right(prices, deepest)]
+            for price in within:
+                queue = self._waiting[side][price]
+                queue._cap(_add(queue.traded, self.available_at(side, price)))
+                if queue.marks[next(reversed(queue.marks))] <= queue.traded:
+                    self._unwait(side, price)
 
     def _held(self, side: int, price: Decimal) -> Decimal:
         """What is still consumed at `price`: floor(amount * (1 - recovery) ** age)."""
-        entry = self._consumed[side].get(price)
+        now = self._held_now[side]
+        held = now.get(price)
+        if held is not None:
+            return held
+        consumed = self._consumed[side]
+        entry = consumed.get(price)
         if entry is None:
             return _ZERO
-        amount, since = entry
+        held, since = entry
         age = self.step - since
-        if not age:
-            return amount
-        left = self._decayed(amount, age)
-        if not left:
-            del self._consumed[side][price]
-        return left
+        if age:
+            held = self._decayed(held, age)
+            if held == _ZERO:
+                del consumed[price]
+        now[price] = held
+        return held
 
     def _decayed(self, amount: Decimal, age: int) -> Decimal:
         keep = self._keep
@@ -287,23 +348,36 @@ class VenueBook:
             return _ZERO
         powers = self._powers
         while len(powers) <= age:
-            powers.append(MONEY_CONTEXT.multiply(powers[-1], keep))
-        left = _floor(MONEY_CONTEXT.multiply(amount, powers[age]), self.quantum)
-        return left if left > 0 else _ZERO
+            powers.append(_multiply(powers[-1], keep))
+        # Rounded down to a multiple of the quantum (a multiple keeps its digits).
+        left = _multiply(amount, powers[age])
+        rest = MONEY_CONTEXT.remainder(left, self.quantum)
+        left = _subtract(left, rest) if rest else left
+        return left if left > _ZERO else _ZERO
 
     def _sweep(self) -> None:
-        """Forget what has fully recovered at prices nobody looked at since."""
-        for side, consumed in enumerate(self._consumed):
-            for price in list(consumed):
-                self._held(side, price)
+        """Forget what fully recovered at prices nobody looked at since (step just begun)."""
+        step, keep, quantum, powers = self.step, self._keep, self.quantum, self._powers
+        for consumed in self._consumed:
+            oldest = step - min((since for _, since in consumed.values()), default=step)
+            while len(powers) <= oldest:
+                powers.append(_multiply(powers[-1], keep))
+            # Gone once below one quantum: what `_decayed` would round down to zero.
+            gone = [
+                price
+                for price, (amount, since) in consumed.items()
+                if since != step and _multiply(amount, powers[step - since]) < quantum
+            ]
+            for price in gone:
+                del consumed[price]
 
     def _place_pending(self) -> None:
         for queue, order_id in self._pending:
             if order_id in queue.marks:
                 ahead = self.available_at(queue.side, queue.price)
-                queue.marks[order_id] = MONEY_CONTEXT.add(queue.traded, ahead)
+                queue.marks[order_id] = _add(queue.traded, ahead)
                 if ahead:
-                    self._waiting[queue] = None
+                    self._wait(queue)
         self._pending.clear()
 
     def _external_side(self, side: int) -> tuple[BookLevel, ...]:
@@ -313,14 +387,15 @@ class VenueBook:
 
     def available_at(self, side: int, price: Decimal) -> Decimal:
         """What the venue shows at `price` on `side` (0 = bids, 1 = asks)."""
-        bids = side == BIDS
-        for level in self._external_side(side):
-            if level.price == price:
-                left = MONEY_CONTEXT.subtract(level.quantity, self._held(side, price))
-                return left if left > 0 else _ZERO
-            if level.price < price if bids else level.price > price:
-                break  # past it: the book has no level there
-        return _ZERO
+        shown = self._shown[side]
+        if shown is None:
+            levels = self._external_side(side)
+            shown = self._shown[side] = {level.price: level.quantity for level in levels[::-1]}
+        quantity = shown.get(price)
+        if quantity is None:
+            return _ZERO
+        left = _subtract(quantity, self._held(side, price)) if self._consumed[side] else quantity
+        return left if left > _ZERO else _ZERO
 
     def available(self, book_side: OrderSide, price: Decimal) -> Decimal:
         """What the venue shows at `price` on `book_side` (BUY: the bids)."""
@@ -335,7 +410,7 @@ class VenueBook:
         view = self._views[side]
         if view is None:
             external = self._external_side(side)
-            if not self._consumed[side] and all(level.quantity > 0 for level in external):
+            if not self._consumed[side] and all(level.quantity > _ZERO for level in external):
                 view = external
             else:
                 view = tuple(self._left_of(side, external))
@@ -344,41 +419,41 @@ class VenueBook:
 
     def _left_of(self, side: int, external: Sequence[BookLevel]) -> list[BookLevel]:
         consumed = self._consumed[side]
+        held = self._held
         left = []
         for level in external:
-            if level.price not in consumed:
-                if level.quantity > 0:
+            price = level.price
+            if price not in consumed:
+                if level.quantity > _ZERO:
                     left.append(level)
                 continue
-            quantity = MONEY_CONTEXT.subtract(level.quantity, self._held(side, level.price))
-            if quantity > 0:
-                left.append(
-                    level if quantity == level.quantity else BookLevel(level.price, quantity)
-                )
+            quantity = _subtract(level.quantity, held(side, price))
+            if quantity > _ZERO:
+                left.append(level if quantity == level.quantity else _level(price, quantity))
         return left
 
     def view(self) -> OrderBook:
         """The book a taker sees now: the external book minus what is consumed."""
-        if self._external is None:
-            raise ValueError(f"no book yet for {self.symbol}")
         book = self._book
         if book is None:
             external = self._external
+            if external is None:
+                raise ValueError(f"no book yet for {self.symbol}")
             book = self._book = OrderBook(
                 self.symbol, self.levels(BIDS), self.levels(ASKS), external.timestamp
             )
         return book
 
-    def _set_view(self, side: int, levels: tuple[BookLevel, ...]) -> None:
+    def _set_view(self, side: int, levels: tuple[BookLevel, ...] | None) -> None:
         self._views[side] = levels
         self._book = None
 
     def _consume(self, side: int, price: Decimal, quantity: Decimal) -> None:
-        held = self._held(side, price)
-        self._consumed[side][price] = (MONEY_CONTEXT.add(held, quantity), self.step)
+        held = self._held_now[side][price] = _add(self._held(side, price), quantity)
+        self._consumed[side][price] = (held, self.step)
         queue = self._queues[side].get(price)
         if queue is not None:
-            queue.traded = MONEY_CONTEXT.add(queue.traded, quantity)
+            queue.traded = _add(queue.traded, quantity)
 
     def take(self, book_side: OrderSide, levels: Sequence[BookLevel]) -> Taken:
         """Consume `levels` from `book_side`; raises ValueError (and takes nothing) when
@@ -391,9 +466,7 @@ class VenueBook:
             for level in levels:
                 if level.quantity <= 0:
                     raise ValueError("a taken quantity must be positive")
-                wanted[level.price] = MONEY_CONTEXT.add(
-                    wanted.get(level.price, _ZERO), level.quantity
-                )
+                wanted[level.price] = _add(wanted.get(level.price, _ZERO), level.quantity)
             if any(q > self.available_at(side, p) for p, q in wanted.items()):
                 raise ValueError(f"more than the {self.symbol} book shows was taken")
         for level in levels:
@@ -403,13 +476,12 @@ class VenueBook:
             rest = view[count:]
             last, shown = levels[-1], view[count - 1]
             if last.quantity < shown.quantity:
-                left = MONEY_CONTEXT.subtract(shown.quantity, last.quantity)
-                rest = (BookLevel(shown.price, left), *rest)
+                left = _subtract(shown.quantity, last.quantity)
+                rest = (_level(shown.price, left), *rest)
             self._set_view(side, rest)
         else:
-            self._views[side] = None
-            self._book = None
-        return Taken(self.symbol, book_side, tuple(levels), self.step)
+            self._set_view(side, None)
+        return make_taken(self.symbol, book_side, tuple(levels), self.step)
 
     def give_back(self, taken: Taken) -> None:
         """Return depth an order took and did not keep (module doc); once: giving the
@@ -423,25 +495,24 @@ class VenueBook:
             return
         self._returned[id(taken)] = taken
         side = _side(taken.side)
-        consumed = self._consumed[side]
+        consumed, now = self._consumed[side], self._held_now[side]
         for level in taken.levels:
             held = self._held(side, level.price)
             amount = self._decayed(level.quantity, steps) if steps else level.quantity
             amount = min(amount, held)
             if amount <= 0:
                 continue
-            left = MONEY_CONTEXT.subtract(held, amount)
+            left = now[level.price] = _subtract(held, amount)
             if left > 0:
                 consumed[level.price] = (left, self.step)
             else:
                 del consumed[level.price]
             queue = self._queues[side].get(level.price)
             if not steps and queue is not None:
-                queue.traded = MONEY_CONTEXT.subtract(queue.traded, amount)
+                queue.traded = _subtract(queue.traded, amount)
                 if queue.marks[next(reversed(queue.marks))] > queue.traded:
-                    self._waiting[queue] = None
-        self._views[side] = None
-        self._book = None
+                    self._wait(queue)
+        self._set_view(side, None)
 
     def depth(self, book_side: OrderSide) -> Depth:
         """A cursor over `book_side` for the resting orders it crosses (the asks for
@@ -449,23 +520,28 @@ class VenueBook:
         side = _side(book_side)
         return Depth(self.levels(side), buy=side == ASKS, book=self)
 
+    def queue_at(self, side: int, price: Decimal) -> Queue | None:
+        """The queue of paper limits at `price` on `side`, if anyone rests there."""
+        return self._queues[side].get(price)
+
     def join(self, side: int, price: Decimal, order_id: str) -> Queue:
         """Queue a paper limit at `price` on `side` behind what is displayed there."""
         queues = self._queues[side]
         queue = queues.get(price)
         if queue is None:
             queue = queues[price] = Queue(side, price)
-        if order_id in queue.marks:
+        elif order_id in queue.marks:
             raise ValueError(f"order {order_id} is already queued at {price}")
         if self._external is None:
             mark = queue.traded
             self._pending[queue, order_id] = None
         else:
-            mark = MONEY_CONTEXT.add(queue.traded, self.available_at(side, price))
-            # The level shows no more than `mark - traded`: nobody is further back.
-            queue._cap(mark)
+            mark = _add(queue.traded, self.available_at(side, price))
+            if queue.marks:
+                # The level shows no more than `mark - traded`: nobody is further back.
+                queue._cap(mark)
             if mark > queue.traded:
-                self._waiting[queue] = None
+                self._wait(queue)
         queue.marks[order_id] = mark
         return queue
 
@@ -479,7 +555,8 @@ class VenueBook:
         queues = self._queues[queue.side]
         if queues.get(queue.price) is queue:
             del queues[queue.price]
-        self._waiting.pop(queue, None)
+        if self._waiting[queue.side].get(queue.price) is queue:
+            self._unwait(queue.side, queue.price)
         return True
 
 

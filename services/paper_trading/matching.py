@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 
 from connectors.base import BookLevel, OrderBook, Ticker
 from models.enums import Liquidity, OrderSide, OrderType, StopTrigger
@@ -41,6 +42,8 @@ from services.paper_trading.liquidity import (
     Taken,
     Venue,
     VenueBook,
+    make_taken,
+    slot_setters,
 )
 from services.paper_trading.taker import (
     AVERAGE_PRICE_CONTEXT,
@@ -85,7 +88,7 @@ __all__ = [
     "walk_book",
 ]
 
-# Cancelled orders leave stale heap entries (lazy deletion); a symbol's heaps are
+# Cancelled stops leave stale heap entries (lazy deletion); a symbol's stop heaps are
 # rebuilt once its stale entries outnumber its live orders and this floor.
 _COMPACT_FLOOR = 256
 _TRIGGERS = {StopTrigger.LAST: 0, StopTrigger.BID: 1, StopTrigger.ASK: 2}
@@ -112,23 +115,38 @@ class StopTriggered:
 
 
 MarketEvent = RestingFill | StopTriggered
+_ZERO = Decimal(0)
+_add = MONEY_CONTEXT.add
+_subtract = MONEY_CONTEXT.subtract
+_new = object.__new__
+_r_order, _r_fill, _r_taken = slot_setters(RestingFill, "order", "fill", "taken")
 
-# Resting limits are grouped by price into venue queues; a level heap entry is (sort
-# key, sequence, queue), the key the price negated for the buys (best first). A stop
-# entry is (sort key, sequence, stop price, order id). An emptied queue never fills
-# again and a popped stop is gone from `_live`: stale entries are skipped.
-_Level = tuple[Decimal, int, Queue]
+
+def _resting_fill(order: Order, fill: Fill, taken: Taken | None) -> RestingFill:
+    event: RestingFill = _new(RestingFill)
+    _r_order(event, order)
+    _r_fill(event, fill)
+    _r_taken(event, taken)
+    return event
+
+
+# Resting limits are grouped by price into venue queues, whose prices the index keeps
+# sorted per side (ascending: the best bid is the last, the best ask the first). A stop
+# entry is (sort key, sequence, stop price, order id); a popped stop is gone from
+# `_live`: stale entries are skipped.
 _Stop = tuple[Decimal, int, Decimal, str]
 _Live = tuple[Order, int, Queue | None]
 
 
 class _SymbolOrders:
-    """One symbol's heaps: the top of each is the first order a move would reach."""
+    """One symbol's price levels and stop heaps: the best level and the top of each
+    heap are the first orders a move would reach."""
 
     __slots__ = ("levels", "live", "stale", "stops")
 
     def __init__(self) -> None:
-        self.levels: tuple[list[_Level], list[_Level]] = ([], [])  # buys, sells
+        # The prices of the queues of buys and of sells, ascending.
+        self.levels: tuple[list[Decimal], list[Decimal]] = ([], [])
         # Buy stops on last, bid, ask (lowest first), then sell stops (highest first).
         self.stops: tuple[list[_Stop], ...] = tuple([] for _ in range(6))
         self.live = 0
@@ -139,8 +157,9 @@ class OrderIndex:
     """Resting limit orders and untriggered stops, per symbol, in price-time priority.
 
     Limits rest in their venue's queues (one per price and side), reached through a
-    heap of prices; stops in one heap per side and trigger price; all with lazy
-    deletion, so a market update looks at the top of each heap when nothing is crossed
+    sorted list of prices per side (bisect; a price leaves with its queue's last
+    order); stops in one heap per side and trigger price, with lazy deletion. A market
+    update looks at the best price and the top of each heap when nothing is crossed,
     and touches only the orders it crosses or triggers. `venue` is the one the takers
     draw on (booking.TakerBooks); without it the index keeps its own, which has no
     books, so fills are priced from the `book` given to `on_market`, or are whole.
@@ -215,7 +234,7 @@ class OrderIndex:
             side = BIDS if buy else ASKS
             queue = self._venue.book(order.symbol).join(side, price, order.id)
             if len(queue.marks) == 1:  # a new price level
-                heapq.heappush(orders.levels[side], (-price if buy else price, sequence, queue))
+                insort(orders.levels[side], price)
             self._live[order.id] = (order, sequence, queue)
         elif order.stop_price is not None:
             stop = order.stop_price
@@ -237,8 +256,11 @@ class OrderIndex:
         order, _, queue = live
         orders = self._symbols[order.symbol]
         orders.live -= 1
-        if queue is None or self._venue.book(order.symbol).leave(queue, order_id):
+        if queue is None:
             orders.stale += 1
+        elif self._venue.book(order.symbol).leave(queue, order_id):
+            prices = orders.levels[queue.side]
+            del prices[bisect_left(prices, queue.price)]
         if order.expires_at is not None and not expiring:
             self._expiry_stale += 1
         if orders.stale > orders.live and (orders.stale >= _COMPACT_FLOOR or not orders.live):
@@ -246,9 +268,6 @@ class OrderIndex:
         return order
 
     def _compact(self, orders: _SymbolOrders) -> None:
-        for levels in orders.levels:
-            levels[:] = [entry for entry in levels if entry[2].marks]
-            heapq.heapify(levels)
         for stops in orders.stops:
             stops[:] = [entry for entry in stops if self._is_live(entry[3], entry[1])]
             heapq.heapify(stops)
@@ -341,24 +360,23 @@ class OrderIndex:
             if book.symbol != symbol:
                 raise ValueError(f"the book is for {book.symbol}, the update for {symbol}")
         buys, sells = orders.levels
-        if buys and buys[0][2].price >= ask:
+        if buys and buys[-1] >= ask:
             depth = self._depth(venue_book, shared, book, OrderSide.SELL)
-            with localcontext(MONEY_CONTEXT):
-                self._fill(orders, buys, ask, maker_fee_bps, depth, venue_book, events)
-        if sells and sells[0][2].price <= bid:
+            self._fill(orders, BIDS, ask, maker_fee_bps, depth, venue_book, events)
+        if sells and sells[0] <= bid:
             depth = self._depth(venue_book, shared, book, OrderSide.BUY)
-            with localcontext(MONEY_CONTEXT):
-                self._fill(orders, sells, bid, maker_fee_bps, depth, venue_book, events)
-        stops = orders.stops
-        prices = (last, bid, ask)
+            self._fill(orders, ASKS, bid, maker_fee_bps, depth, venue_book, events)
         # Most updates trigger nothing: look at the top of each heap before anything else.
-        for kind in range(6):
-            heap = stops[kind]
-            if heap and (
-                heap[0][2] <= prices[kind % 3] if kind < 3 else heap[0][2] >= prices[kind % 3]
-            ):
-                self._trigger(orders, prices, events)
-                break
+        on_last, on_bid, on_ask, off_last, off_bid, off_ask = orders.stops
+        if (
+            (on_last and on_last[0][2] <= last)
+            or (on_bid and on_bid[0][2] <= bid)
+            or (on_ask and on_ask[0][2] <= ask)
+            or (off_last and off_last[0][2] >= last)
+            or (off_bid and off_bid[0][2] >= bid)
+            or (off_ask and off_ask[0][2] >= ask)
+        ):
+            self._trigger(orders, (last, bid, ask), events)
         return events
 
     @staticmethod
@@ -375,28 +393,30 @@ class OrderIndex:
     def _fill(
         self,
         orders: _SymbolOrders,
-        heap: list[_Level],
+        side: int,
         touch: Decimal,
         fee_bps: Decimal,
         depth: Depth | None,
         venue_book: VenueBook,
         events: list[MarketEvent],
     ) -> None:
-        buy = heap is orders.levels[BIDS]
-        while heap:
-            queue = heap[0][2]
-            price = queue.price
+        prices = orders.levels[side]
+        buy = side == BIDS
+        while prices:
+            price = prices[-1] if buy else prices[0]
             if price < touch if buy else price > touch:
                 break
-            if queue.marks:
-                self._fill_queue(orders, queue, fee_bps, depth, venue_book, events)
-                if queue.marks:
-                    # Someone at this price is left: the depth within it is gone, and
-                    # the next levels' limits are no better. The level keeps its place.
-                    break
+            queue = venue_book.queue_at(side, price)
+            if queue is None:
+                raise RuntimeError(f"no queue at {price}: the index and its venue disagree")
+            if not self._fill_queue(orders, queue, fee_bps, depth, venue_book, events):
+                # Someone at this price is left: the depth within it is gone, and the
+                # next levels' limits are no better. The level keeps its place.
+                break
+            if buy:
+                prices.pop()
             else:
-                orders.stale -= 1
-            heapq.heappop(heap)
+                del prices[0]
         if depth is not None:
             depth.commit()
 
@@ -408,13 +428,14 @@ class OrderIndex:
         depth: Depth | None,
         venue_book: VenueBook,
         events: list[MarketEvent],
-    ) -> None:
+    ) -> bool:
         """Fill the queue's orders in time priority, each after the displayed quantity
-        ahead of it, until the depth within its price runs out."""
+        ahead of it, until the depth within its price runs out; True when it emptied."""
         live = self._live
         price = queue.price
         shared = venue_book.has_book
         opposing = OrderSide.SELL if queue.side == BIDS else OrderSide.BUY
+        maker = Liquidity.MAKER
         filled: list[str] = []
         for order_id, mark in queue.marks.items():
             order, sequence, _ = live[order_id]
@@ -423,22 +444,21 @@ class OrderIndex:
             if depth is None:
                 quantity = remaining
             else:
-                ahead = mark - queue.traded
-                if ahead > 0:
+                ahead = _subtract(mark, queue.traded)
+                if ahead > _ZERO:
                     reached = depth.take(price, ahead)
-                    queue.traded += reached
+                    queue.traded = _add(queue.traded, reached)
                     if reached < ahead:
                         break
                 log: list[BookLevel] | None = [] if shared else None
                 quantity = depth.take(price, remaining, log)
-                if not quantity:
+                if quantity == _ZERO:
                     break
                 if log:
-                    taken = Taken(venue_book.symbol, opposing, tuple(log), venue_book.step)
-            after = with_remaining(order, remaining - quantity)
-            fill = make_fill(price, quantity, fee_bps, Liquidity.MAKER)
-            events.append(RestingFill(after, fill, taken))
-            if after.remaining:
+                    taken = make_taken(venue_book.symbol, opposing, tuple(log), venue_book.step)
+            after = with_remaining(order, _subtract(remaining, quantity))
+            events.append(_resting_fill(after, make_fill(price, quantity, fee_bps, maker), taken))
+            if after.remaining != _ZERO:
                 live[order_id] = (after, sequence, queue)
                 break
             filled.append(order_id)
@@ -447,6 +467,7 @@ class OrderIndex:
             orders.live -= 1
             self._gone(order)
             venue_book.leave(queue, order_id)
+        return not queue.marks
 
     def _trigger(
         self,

@@ -30,6 +30,7 @@ thread context is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, localcontext
@@ -37,7 +38,7 @@ from enum import StrEnum
 
 from connectors.base import BookLevel, OrderBook
 from models.enums import Liquidity, OrderSide, OrderType, StopTrigger, TimeInForce
-from services.paper_trading.liquidity import MONEY_CONTEXT, Taken
+from services.paper_trading.liquidity import MONEY_CONTEXT, Taken, slot_setters
 
 FEE_QUANTUM = Decimal("0.00000001")
 # The average fill price is a quotient that rarely terminates: 28 significant digits,
@@ -132,15 +133,51 @@ _new_order = object.__new__
 _set = object.__setattr__
 
 
+(
+    _o_id,
+    _o_account,
+    _o_symbol,
+    _o_side,
+    _o_type,
+    _o_tif,
+    _o_quantity,
+    _o_remaining,
+    _o_limit,
+    _o_stop,
+    _o_expires,
+    _o_post_only,
+    _o_trigger,
+) = slot_setters(Order, *_ORDER_FIELDS)
+
+
 def with_remaining(order: Order, remaining: Decimal, **changes: object) -> Order:
-    """`replace(order, remaining=..., **changes)` without re-validating: the hot path of
-    fills and triggers, whose results are valid by construction."""
-    copy: Order = _new_order(Order)
-    for name in _ORDER_FIELDS:
-        _set(copy, name, getattr(order, name))
-    _set(copy, "remaining", remaining)
-    for name, value in changes.items():
-        _set(copy, name, value)
+    """`replace(order, remaining=..., **changes)` on the hot path of fills and
+    triggers: the fields copied from a valid order are not checked again, but the one
+    that moves is (remaining within [0, quantity]), so a bug never books past it."""
+    if not _ZERO <= remaining <= order.quantity:
+        raise ValueError(f"order {order.id}: remaining must be within [0, quantity]")
+    if changes:
+        copy: Order = _new_order(Order)
+        for name in _ORDER_FIELDS:
+            _set(copy, name, getattr(order, name))
+        _set(copy, "remaining", remaining)
+        for name, value in changes.items():
+            _set(copy, name, value)
+        return copy
+    copy = _new_order(Order)
+    _o_id(copy, order.id)
+    _o_account(copy, order.account_id)
+    _o_symbol(copy, order.symbol)
+    _o_side(copy, order.side)
+    _o_type(copy, order.order_type)
+    _o_tif(copy, order.time_in_force)
+    _o_quantity(copy, order.quantity)
+    _o_remaining(copy, remaining)
+    _o_limit(copy, order.limit_price)
+    _o_stop(copy, order.stop_price)
+    _o_expires(copy, order.expires_at)
+    _o_post_only(copy, order.post_only)
+    _o_trigger(copy, order.stop_trigger)
     return copy
 
 
@@ -153,18 +190,56 @@ class Fill:
     liquidity: Liquidity
 
 
+_multiply = MONEY_CONTEXT.multiply
+# bps -> bps / 10000, exact: a fee is then one product, rounded as the quotient was.
+_rates: dict[Decimal, Decimal] = {}
+
+
+def _rate(bps: Decimal) -> Decimal | None:
+    rate = _rates.get(bps)
+    if rate is None:
+        if len(bps.as_tuple().digits) > MONEY_CONTEXT.prec:
+            return None  # not exact as a rate: fee_for divides
+        if len(_rates) >= 64:
+            _rates.clear()
+        rate = _rates[bps] = bps.scaleb(-4, MONEY_CONTEXT)
+    return rate
+
+
 def fee_for(notional: Decimal, bps: Decimal) -> Decimal:
     """`notional * bps / 10000`, rounded ROUND_HALF_UP to FEE_QUANTUM."""
     ctx = MONEY_CONTEXT
-    return ctx.divide(ctx.multiply(notional, bps), _BPS).quantize(
-        FEE_QUANTUM, rounding=ROUND_HALF_UP, context=ctx
+    rate = _rate(bps)
+    # notional * (bps / 10000) rounds to 40 digits exactly as (notional * bps) did,
+    # and the division by a power of ten is exact: the same value either way.
+    exact = (
+        _multiply(notional, rate)
+        if rate is not None
+        else ctx.divide(_multiply(notional, bps), _BPS)
     )
+    return exact.quantize(FEE_QUANTUM, ROUND_HALF_UP, ctx)
+
+
+_f_price, _f_quantity, _f_notional, _f_fee, _f_liquidity = slot_setters(
+    Fill, "price", "quantity", "notional", "fee", "liquidity"
+)
 
 
 def make_fill(price: Decimal, quantity: Decimal, bps: Decimal, liquidity: Liquidity) -> Fill:
     """One fill with its exact notional and its rounded fee."""
-    notional = MONEY_CONTEXT.multiply(price, quantity)
-    return Fill(price, quantity, notional, fee_for(notional, bps), liquidity)
+    notional = _multiply(price, quantity)
+    rate = _rates.get(bps)
+    if rate is None:
+        fee = fee_for(notional, bps)
+    else:  # fee_for, inlined
+        fee = _multiply(notional, rate).quantize(FEE_QUANTUM, ROUND_HALF_UP, MONEY_CONTEXT)
+    fill: Fill = _new_order(Fill)
+    _f_price(fill, price)
+    _f_quantity(fill, quantity)
+    _f_notional(fill, notional)
+    _f_fee(fill, fee)
+    _f_liquidity(fill, liquidity)
+    return fill
 
 
 def _average(notional: Decimal, quantity: Decimal) -> Decimal | None:
@@ -203,7 +278,7 @@ def walk_book(
                 level.price > limit_price if buy else level.price < limit_price
             ):
                 break
-            if level.quantity <= 0:
+            if level.quantity <= _ZERO:
                 continue
             take = min(left, level.quantity)
             fills.append(BookLevel(level.price, take))
@@ -245,6 +320,11 @@ class Execution:
         return _average(self.notional, self.filled_quantity)
 
 
+_e_order, _e_fills, _e_outcome, _e_rejection, _e_taken = slot_setters(
+    Execution, "order", "fills", "outcome", "rejection", "taken"
+)
+
+
 def _would_take(order: Order, book: OrderBook) -> bool:
     buy = order.side is OrderSide.BUY
     limit = order.limit_price
@@ -268,21 +348,58 @@ def execute(order: Order, book: OrderBook, *, taker_fee_bps: Decimal) -> Executi
         if _would_take(order, book):
             return Execution(order, (), Outcome.REJECTED, Rejection.POST_ONLY)
         return Execution(order, (), Outcome.RESTING)
-    walk = walk_book(book, order.side, order.remaining, limit_price=order.limit_price)
-    if order.time_in_force is TimeInForce.FOK and walk.remaining:
-        return Execution(order, (), Outcome.REJECTED, Rejection.FILL_OR_KILL)
-    fills = tuple(
-        make_fill(level.price, level.quantity, taker_fee_bps, Liquidity.TAKER)
-        for level in walk.fills
+    buy = order.side is OrderSide.BUY
+    fills, left = _take(
+        book.asks if buy else book.bids, buy, order.remaining, order.limit_price, taker_fee_bps
     )
-    after = with_remaining(order, walk.remaining) if fills else order
-    if not walk.remaining:
+    if order.time_in_force is TimeInForce.FOK and left:
+        return Execution(order, (), Outcome.REJECTED, Rejection.FILL_OR_KILL)
+    if not fills:
+        after = order
+    else:
+        after = with_remaining(order, left)
+    if not left:
         outcome = Outcome.FILLED
     elif order.order_type is OrderType.LIMIT and order.time_in_force in RESTS:
         outcome = Outcome.RESTING
     else:
         outcome = Outcome.CANCELLED
-    return Execution(after, fills, outcome)
+    execution: Execution = _new_order(Execution)
+    _e_order(execution, after)
+    _e_fills(execution, fills)
+    _e_outcome(execution, outcome)
+    _e_rejection(execution, None)
+    _e_taken(execution, None)
+    return execution
+
+
+_subtract = MONEY_CONTEXT.subtract
+
+
+def _take(
+    levels: Sequence[BookLevel],
+    buy: bool,
+    quantity: Decimal,
+    limit: Decimal | None,
+    fee_bps: Decimal,
+) -> tuple[tuple[Fill, ...], Decimal]:
+    """`walk_book` making the taker fills as it goes: the fills, and what is left."""
+    fills: list[Fill] = []
+    left = quantity
+    taker = Liquidity.TAKER
+    for level in levels:
+        price = level.price
+        if limit is not None and (price > limit if buy else price < limit):
+            break
+        available = level.quantity
+        if available <= _ZERO:
+            continue
+        if left <= available:  # min(left, available), as walk_book takes it
+            fills.append(make_fill(price, left, fee_bps, taker))
+            return tuple(fills), _subtract(left, left)  # zero, with walk_book's exponent
+        fills.append(make_fill(price, available, fee_bps, taker))
+        left = _subtract(left, available)
+    return tuple(fills), left
 
 
 def _trigger_price(
@@ -314,10 +431,8 @@ def trigger_stop(order: Order) -> Order:
         converted = OrderType.LIMIT
     else:
         raise ValueError(f"order {order.id} is not a stop")
-    return with_remaining(
-        order,
-        order.remaining,
-        order_type=converted,
-        stop_price=None,
-        stop_trigger=StopTrigger.LAST,
-    )
+    copy = with_remaining(order, order.remaining)
+    _o_type(copy, converted)
+    _o_stop(copy, None)
+    _o_trigger(copy, StopTrigger.LAST)
+    return copy

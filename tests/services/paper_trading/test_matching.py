@@ -685,7 +685,7 @@ class TestOrderIndexBookkeeping:
         assert [e.order.id for e in tick(index, last="90", bid="89", ask="90")] == ["o1"]
 
     def test_many_cancels_leave_the_rest_intact(self) -> None:
-        # 600 buys at 1..600; cancelling 1..500 compacts the heaps on the way.
+        # 600 buys at 1..600; cancelling 1..500 drops their price levels on the way.
         index = OrderIndex()
         for i in range(1, 601):
             index.add(make_order(f"o{i}", quantity="1", limit=str(i)))
