@@ -22,10 +22,10 @@ from models.agents import (
     DecisionQuery,
     DecisionRead,
     ExecuteDecisionRequest,
-    ReplayRead,
 )
 from models.base import Page
 from models.calibration import Calibration
+from models.replay import ReplayRead, ReplayRequest
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=ExactDecimalRoute)
 
@@ -55,7 +55,9 @@ async def list_agents(services: ServicesDep, user_id: CurrentUserId) -> list[Age
     responses=error_responses(
         not_found="A symbol is not traded.",
         invalid="An invalid field, a symbol named twice, an unknown or unconfigured LLM "
-        "provider, or the name is taken (`name_taken`).",
+        "provider, the name is taken (`name_taken`), a model (or fallback) whose cost is "
+        "unknown without a `daily_token_budget` (`model_unpriced`), or a fallback named "
+        "twice (`fallback_repeated`).",
     ),
     summary="Create an agent and its paper account",
 )
@@ -95,12 +97,15 @@ async def agent_statuses(services: ServicesDep, user_id: CurrentUserId) -> list[
 async def coordinate_decision(
     body: CoordinateRequest, services: ServicesDep, user_id: CurrentUserId
 ) -> CoordinationRead:
-    """Every agent decides on the symbol at once. Views are combined by a
-    confidence-weighted vote: buy, sell or hold wins only with the highest score and
-    more than half of all confidence; a `risk_check` view with confidence of 0.7 or
-    more vetoes any trade. Each member's view is logged as its decision (trigger
-    coordination); with `execute`, the combined decision goes through the executor's
-    risk checks and account like any other."""
+    """Every agent decides on the symbol at once, shown only that symbol. Views are
+    combined by a confidence-weighted vote: buy, sell or hold wins only with the highest
+    score and more than half of all confidence; a `risk_check` view with confidence of
+    0.7 or more vetoes any trade. `confidence` is the voters' agreement with the result
+    and a trade's size is a `share` of the executor's own equity (buy) or holding
+    (sell). Each member's view is logged as its decision (trigger coordination) and
+    streams inside the coordination's AG-UI run on the executor's channel; with
+    `execute`, the combined decision goes through the executor's risk checks and
+    account like any other."""
     return await services.agents.coordinate(user_id, body)
 
 
@@ -125,7 +130,8 @@ async def get_agent(
     responses=error_responses(
         not_found=f"{_NO_AGENT} Or a symbol is not traded.",
         invalid="An invalid field or one that cannot change, a symbol named twice, the "
-        "name is taken, or the provider cannot be used while the agent is active.",
+        "name is taken, a model of unknown cost without a token budget (`model_unpriced`), "
+        "or the provider cannot be used while the agent is active.",
     ),
     summary="Change an agent's settings",
 )
@@ -156,8 +162,9 @@ async def delete_agent(agent_id: uuid.UUID, services: ServicesDep, user_id: Curr
     response_model=AgentRead,
     responses=error_responses(
         not_found=_NO_AGENT,
-        invalid="An invalid agent id, or the provider cannot be used "
-        "(`agent_cannot_start`, with the reason).",
+        invalid="An invalid agent id, a provider (its own or a fallback's) cannot be used "
+        "(`agent_cannot_start`, with the reason), or a model's cost is unknown and the "
+        "agent has no token budget (`model_unpriced`).",
     ),
     summary="Start an agent deciding on its schedule",
 )
@@ -178,7 +185,8 @@ async def start_agent(
 async def stop_agent(
     agent_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId
 ) -> AgentRead:
-    """Inactive from now on; a cycle under way finishes."""
+    """Inactive from now on (a pending budget resume is cancelled); a cycle under way
+    finishes."""
     return await services.agents.stop_agent(user_id, agent_id)
 
 
@@ -243,17 +251,25 @@ async def get_decision(
     response_model=ReplayRead,
     responses=error_responses(
         not_found=_NO_DECISION,
-        invalid="An invalid id, or the decision kept no context to replay (`not_replayable`).",
+        invalid="An invalid id or body, the decision kept no context to replay "
+        "(`not_replayable`), a provider or model given for a decision no model made, or "
+        "a provider that is unknown or not configured.",
     ),
-    summary="Replay a decision on its stored inputs",
+    summary="Make a decision again on its stored context and compare",
 )
 async def replay_decision(
-    agent_id: uuid.UUID, decision_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId
+    agent_id: uuid.UUID,
+    decision_id: uuid.UUID,
+    services: ServicesDep,
+    user_id: CurrentUserId,
+    body: Annotated[ReplayRequest | None, Body()] = None,
 ) -> ReplayRead:
-    """Parses the stored model answer again and re-plans on the stored inputs (sizing,
-    risk checks); says whether the same decision and the same action come out.
+    """Re-runs the local rules on the decision's stored context, or re-asks a model its
+    stored prompt (the decision's own model, or the `provider` and `model` given), then
+    sizing and the risk checks on the stored inputs; reports every field that differs
+    (decision, planned action and quantity, each risk check) and the replay's own cost.
     Places nothing."""
-    return await services.agents.replay_decision(user_id, agent_id, decision_id)
+    return await services.agents.replay_decision(user_id, agent_id, decision_id, body)
 
 
 @router.get(
@@ -266,7 +282,9 @@ async def replay_decision(
 async def calibration(
     agent_id: uuid.UUID, services: ServicesDep, user_id: CurrentUserId
 ) -> Calibration:
-    """Does the agent's confidence mean anything? Its executed trades, a horizon
-    (AGENT_CALIBRATION_HORIZON_SECONDS) after they filled: win rate per confidence
-    bucket, Brier score, and high- against low-confidence win rates."""
+    """Does the agent's confidence mean anything? Every order its executed trades and
+    rebalances placed: a buy that later sells closed by its realised PnL net of fees
+    (`realised`), the rest by the price a horizon (AGENT_CALIBRATION_HORIZON_SECONDS)
+    later (`horizon`). Win rate per confidence bucket, Brier score, high- against
+    low-confidence win rates, and each outcome."""
     return await services.agents.calibration(user_id, agent_id)

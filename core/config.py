@@ -138,11 +138,45 @@ class LLMSettings(BaseSettings):
         description="The `openai_compatible` server's key, if it checks one; never OPENAI_API_KEY.",
     )
     llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
-    llm_prices: dict[str, dict[Literal["input", "output"], Decimal]] = Field(
+    llm_prices: dict[str, dict[Literal["input", "output", "cached_input"], Decimal]] = Field(
         default_factory=dict,
         description="USD per million tokens by model, over the built-in table, as JSON: "
-        '{"my-model": {"input": "0.15", "output": "0.60"}}.',
+        '{"my-model": {"input": "0.15", "output": "0.60", "cached_input": "0.075"}}; '
+        "cached_input (cache reads) is optional and defaults to the input price.",
     )
+    llm_reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
+        default=None,
+        description="reasoning_effort sent to OpenAI reasoning models (o1, o3, o4, gpt-5*); "
+        "empty means the model's default. Not every model takes every value.",
+    )
+    llm_max_completion_tokens: int | None = Field(
+        default=None,
+        ge=256,
+        le=128_000,
+        description="Output token cap of one model answer (reasoning included) for every "
+        "chat provider; empty means 2048, or 25000 for OpenAI reasoning models.",
+    )
+
+    @field_validator("llm_reasoning_effort", "llm_max_completion_tokens", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return value or None
+        return value
+
+    @field_validator("llm_prices")
+    @classmethod
+    def _prices_complete(
+        cls, value: dict[str, dict[str, Decimal]]
+    ) -> dict[str, dict[str, Decimal]]:
+        for model, price in value.items():
+            missing = [key for key in ("input", "output") if key not in price]
+            if missing:
+                raise ValueError(f"{model}: missing {' and '.join(missing)}")
+            if any(rate < 0 for rate in price.values()):
+                raise ValueError(f"{model}: a price cannot be negative")
+        return value
 
     @field_validator(
         "openai_base_url",
@@ -242,6 +276,25 @@ class AgentSettings(BaseSettings):
         le=30 * 86400,
         description="How long after a trade its outcome is read.",
     )
+    max_invalid_answers: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Consecutive invalid answers of an agent's model that put it in error.",
+    )
+    cycle_deadline_seconds: float = Field(
+        default=120.0,
+        ge=1,
+        le=3600,
+        description="Most one decision cycle may take; past it the cycle is an error "
+        "decision. Must exceed twice LLM_TIMEOUT_SECONDS (an answer and its repair).",
+    )
+
+    @property
+    def cycle_lock_seconds(self) -> float:
+        """TTL of an agent's cross-instance cycle lock: the deadline with a margin, so
+        the lock never expires under a cycle still running."""
+        return self.cycle_deadline_seconds + max(30.0, self.cycle_deadline_seconds / 4)
 
 
 class WebSocketSettings(BaseSettings):

@@ -39,8 +39,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from models.base import AppModel, DecimalStr, InputModel, decimal_to_str
+from models.decision_reads import DecisionRead as DecisionRead
+from models.decision_reads import LLMCallRead as LLMCallRead
+from models.decision_reads import ModelRef as ModelRef
 from models.decisions import Decision
-from models.enums import ActionTaken, AgentStatus, DecisionStatus, DecisionTrigger, DecisionType
+from models.enums import ActionTaken, AgentStatus, DecisionStatus, DecisionType
 
 
 def _storable(value: str) -> str:
@@ -69,6 +72,9 @@ StrategyName = Annotated[str, Field(min_length=1, max_length=100), Storable]
 SymbolName = Annotated[str, Field(min_length=1, max_length=32, examples=["BTC/USD"]), Storable]
 ProviderName = Annotated[str, Field(min_length=1, max_length=32), Storable]
 ModelName = Annotated[str, Field(min_length=1, max_length=200), Storable]
+_TOKENS = "Most prompt + completion tokens per UTC day (null: no cap); needed on an unpriced model."
+TokenBudget = Annotated[int, Field(ge=1, le=10**12, description=_TOKENS)]
+MAX_FALLBACKS = 3
 
 # -- personality -----------------------------------------------------------------------
 
@@ -257,6 +263,13 @@ class AgentStats(AppModel):
 # -- create and update -------------------------------------------------------------------
 
 
+class FallbackModel(InputModel):
+    """A model asked when the ones before it fail; checked like the agent's own."""
+
+    provider: ProviderName
+    model: ModelName
+
+
 # The seed API's names, accepted too; errors name the field as it was sent.
 _SEED_NAMES = {"max_position_pct": "max_position_size", "agent_type": "type"}
 _POSITION_LIMIT = AliasChoices("max_position_pct", "max_position_size")
@@ -327,6 +340,12 @@ class AgentCreate(_AgentFields):
     daily_cost_budget: Budget = Field(
         default=Decimal(1), description="USD the agent's model calls may cost per UTC day."
     )
+    daily_token_budget: TokenBudget | None = None
+    llm_fallbacks: list[FallbackModel] = Field(
+        default_factory=list,
+        max_length=MAX_FALLBACKS,
+        description="Models asked in order when the main one gives no decision.",
+    )
 
 
 def _read_only(description: str = "Read-only: ignored, so an agent read can be sent back.") -> Any:
@@ -350,6 +369,7 @@ class AgentUpdate(_AgentFields):
         "created_at",
         "updated_at",
         "stats",
+        "paused_until",
     )
 
     name: Name | None = None
@@ -369,6 +389,12 @@ class AgentUpdate(_AgentFields):
     llm_model: ModelName | None = None
     decision_interval_seconds: Interval | None = None
     daily_cost_budget: Budget | None = None
+    daily_token_budget: TokenBudget | None = None
+    llm_fallbacks: list[FallbackModel] | None = Field(
+        default=None,
+        max_length=MAX_FALLBACKS,
+        description="Replaces the fallback chain whole; [] removes it.",
+    )
 
     agent_type: AgentType | None = Field(
         default=None,
@@ -386,6 +412,7 @@ class AgentUpdate(_AgentFields):
     created_at: datetime | None = _read_only()
     updated_at: datetime | None = _read_only()
     stats: AgentStats | None = _read_only()
+    paused_until: datetime | None = _read_only()
 
     def changes(self) -> dict[str, Any]:
         """The editable fields sent with a value, by name (fixed and read-only ones left
@@ -396,6 +423,9 @@ class AgentUpdate(_AgentFields):
             for name in self.model_fields_set
             if name not in skipped and getattr(self, name) is not None
         }
+
+
+_PAUSED_UNTIL = "When a budget pause lifts itself (the next UTC midnight); null otherwise."
 
 
 class AgentRead(AppModel):
@@ -414,6 +444,9 @@ class AgentRead(AppModel):
     llm_model: str
     decision_interval_seconds: int
     daily_cost_budget: DecimalStr
+    daily_token_budget: int | None
+    llm_fallbacks: list[ModelRef]
+    paused_until: datetime | None = Field(description=_PAUSED_UNTIL)
     account_id: uuid.UUID
     last_decision_at: datetime | None
     created_at: datetime
@@ -429,53 +462,13 @@ class AgentStatusRead(AppModel):
     last_decision_at: datetime | None
     next_run_at: datetime | None = Field(description="Null unless the agent is active.")
     running: bool = Field(description="A decision cycle is under way now.")
-    cost_today: DecimalStr
+    paused_until: datetime | None = Field(description=_PAUSED_UNTIL)
+    cost_today: DecimalStr = Field(description="USD of today's (UTC) calls of known cost.")
+    unknown_cost_calls_today: int = Field(description="Today's calls of unknown cost.")
+    tokens_today: int = Field(description="Prompt + completion tokens of today's calls.")
     daily_cost_budget: DecimalStr
+    daily_token_budget: int | None
     stats: AgentStats
-
-
-class DecisionRead(AppModel):
-    id: uuid.UUID
-    agent_id: uuid.UUID
-    created_at: datetime
-    trigger: DecisionTrigger
-    decision_type: DecisionType | None = Field(description="Null when the model gave none.")
-    status: DecisionStatus
-    status_reason: str | None
-    action_taken: ActionTaken | None
-    symbol: str | None
-    side: str | None
-    quantity: DecimalStr | None
-    price: DecimalStr | None
-    order_type: str | None
-    confidence_score: DecimalStr | None
-    reasoning: str
-    market_data: dict[str, Any] = Field(description="The context the agent decided on.")
-    result: dict[str, Any] = Field(
-        description="What happened: the order (id, status, fill) or the rejection with its "
-        "reason, the risk checks, the provider's error."
-    )
-    execution_time_ms: int | None
-    prompt_tokens: int
-    completion_tokens: int
-    cost: DecimalStr
-    llm_call_id: uuid.UUID | None
-    coordination_id: uuid.UUID | None
-
-
-class LLMCallRead(AppModel):
-    id: uuid.UUID
-    provider: str
-    model: str
-    request: dict[str, Any]
-    raw_response: str | None
-    parsed: dict[str, Any] | None
-    error: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    cost: DecimalStr
-    latency_ms: int | None
-    created_at: datetime
 
 
 class DecisionDetailRead(DecisionRead):
@@ -564,17 +557,6 @@ class ExecuteDecisionRequest(InputModel):
         return self
 
 
-class ReplayRead(AppModel):
-    decision_id: uuid.UUID
-    same_decision: bool = Field(description="The stored answer parses to the logged decision.")
-    same_action: bool = Field(description="Sizing and risk on the stored inputs reach the action.")
-    logged_action: str
-    replayed_action: str
-    replayed_decision: dict[str, Any] | None
-    problems: list[str]
-    risk: dict[str, Any] | None
-
-
 class CoordinateRequest(InputModel):
     agent_ids: list[uuid.UUID] = Field(min_length=2, max_length=20)
     symbol: SymbolName
@@ -585,11 +567,28 @@ class CoordinateRequest(InputModel):
 
 
 class CoordinationRead(AppModel):
-    coordination_id: uuid.UUID
+    coordination_id: uuid.UUID = Field(
+        description="Also the run id of the coordination's AG-UI run on the executor's "
+        "channel, and the parentRunId of every other member's run."
+    )
     symbol: str
     action: Literal["buy", "sell", "hold"]
-    confidence: DecimalStr
-    quantity: DecimalStr | None
+    confidence: DecimalStr = Field(
+        description="The confidence-weighted agreement with the action: the summed "
+        "confidence of the members who voted for it over the number who voted (1 only "
+        "when all back it at confidence 1)."
+    )
+    share: DecimalStr | None = Field(
+        description="A trade's size as a share of the executor's account: of its equity "
+        "for a buy, of its holding for a sell (the confidence-weighted mean of the "
+        "winning members' shares of their own accounts); None for a hold."
+    )
+    quantity: DecimalStr | None = Field(
+        description="The trade's quantity on the executor's account, after its sizing "
+        "and risk checks: what the executed cycle planned, or, without `execute`, what "
+        "the executor's account as seen during the vote allows; None when nothing "
+        "would trade."
+    )
     scores: dict[str, DecimalStr]
     vetoed_by: list[str]
     abstained: list[str]

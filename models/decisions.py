@@ -10,6 +10,7 @@ are floats, because they are analytics on a return series and never enter the le
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -41,8 +42,12 @@ _ORDER_FIELDS = (
 
 class Decision(InputModel):
     """One decision. A trade names a side and exactly one of quantity / fraction_of_equity;
-    the order type fixes which of limit_price / stop_price must be present."""
+    the order type fixes which of limit_price / stop_price must be present. A cancel
+    names the open orders to cancel (`order_ids`) and nothing else of an order."""
 
+    # First: strict decoding writes keys in schema order, so the model states its
+    # rationale before the action it commits to.
+    reasoning: str = Field(min_length=1, max_length=4000)
     decision_type: DecisionType
     symbol: str | None = Field(default=None, min_length=1, max_length=32)
     side: OrderSide | None = None
@@ -51,9 +56,9 @@ class Decision(InputModel):
     order_type: OrderType | None = None
     limit_price: PositiveDecimal | None = None
     stop_price: PositiveDecimal | None = None
-    reasoning: str = Field(min_length=1, max_length=4000)
     confidence_score: UnitDecimal
     target_weights: list[TargetWeight] | None = None
+    order_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=50)
 
     @field_validator("symbol")
     @classmethod
@@ -62,10 +67,14 @@ class Decision(InputModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.order_ids is not None and self.decision_type is not DecisionType.CANCEL:
+            raise ValueError("order_ids belong to a cancel decision only")
         if self.decision_type is DecisionType.TRADE:
             self._check_trade()
         elif self.decision_type is DecisionType.REBALANCE:
             self._check_rebalance()
+        elif self.decision_type is DecisionType.CANCEL:
+            self._check_cancel()
         else:
             present = [name for name in _ORDER_FIELDS if getattr(self, name) is not None]
             if present:
@@ -100,6 +109,16 @@ class Decision(InputModel):
         # A missing order type means market; store it explicitly so readers need not guess.
         self.order_type = order_type
 
+    def _check_cancel(self) -> None:
+        present = [name for name in _ORDER_FIELDS if getattr(self, name) is not None]
+        if present or self.target_weights is not None:
+            present += ["target_weights"] if self.target_weights is not None else []
+            raise ValueError(f"a cancel carries order_ids only; remove {', '.join(present)}")
+        if not self.order_ids:
+            raise ValueError("a cancel needs order_ids: the open orders to cancel")
+        if len(set(self.order_ids)) != len(self.order_ids):
+            raise ValueError("order_ids name an order twice")
+
     def _check_rebalance(self) -> None:
         present = [name for name in _ORDER_FIELDS if getattr(self, name) is not None]
         if present:
@@ -127,13 +146,19 @@ def _nullable(kind: str, description: str, **extra: Any) -> dict[str, Any]:
 def decision_json_schema() -> dict[str, Any]:
     """The Decision as a JSON Schema in the subset OpenAI's strict mode accepts: every
     property listed in `required` (optional ones are nullable), no additional properties,
-    no numeric bounds (stated in descriptions; pydantic enforces them)."""
+    no numeric bounds (stated in descriptions; pydantic enforces them). Properties are
+    in `Decision`'s field order, reasoning first: strict decoding writes them so."""
     properties: dict[str, Any] = {
+        # First, as in `Decision`: the rationale is written before the action.
+        "reasoning": {
+            "type": "string",
+            "description": "Why, citing the numbers (indicators, prices, limits) behind it.",
+        },
         "decision_type": {
             "type": "string",
             "enum": [t.value for t in DecisionType],
             "description": "trade places an order; hold, analysis and risk_check do not; "
-            "rebalance sets target_weights.",
+            "rebalance sets target_weights; cancel cancels the open orders in order_ids.",
         },
         "symbol": _nullable("string", "The symbol traded or analysed, one of the agent's."),
         "side": {
@@ -160,10 +185,6 @@ def decision_json_schema() -> dict[str, Any]:
         "stop_price": _nullable(
             "string", "Decimal string; required for stop and stop_limit orders, else null."
         ),
-        "reasoning": {
-            "type": "string",
-            "description": "Why, citing the numbers (indicators, prices, limits) behind it.",
-        },
         "confidence_score": {"type": "number", "description": "Confidence from 0 to 1."},
         "target_weights": {
             "type": ["array", "null"],
@@ -178,6 +199,12 @@ def decision_json_schema() -> dict[str, Any]:
                 "required": ["symbol", "weight"],
                 "additionalProperties": False,
             },
+        },
+        "order_ids": {
+            "type": ["array", "null"],
+            "description": "Cancel only: ids of your open orders (open_orders, placed by "
+            "you) to cancel; null otherwise.",
+            "items": {"type": "string"},
         },
     }
     return {
@@ -204,6 +231,12 @@ class CandleData(AppModel):
     low: DecimalStr
     close: DecimalStr
     volume: DecimalStr
+    partial: bool = Field(
+        default=False,
+        description="True on a candle still open (the market's latest, not yet closed): "
+        "its close is the latest price and its high, low and volume still change, so "
+        "indicators computed on it repaint until it closes.",
+    )
 
 
 class TickerData(AppModel):
@@ -303,6 +336,59 @@ class RiskBudget(AppModel):
     max_daily_loss: DecimalStr | None = None
     daily_loss_remaining: DecimalStr | None = None
     daily_cost_budget_remaining: DecimalStr | None = None
+    min_confidence: DecimalStr | None = Field(
+        default=None, description="A trade or rebalance below this confidence is refused."
+    )
+    max_order_pct: DecimalStr | None = Field(
+        default=None, description="Largest single buy, in percent of equity."
+    )
+    max_daily_loss_pct: DecimalStr | None = Field(
+        default=None,
+        description="Once the day's loss reaches this percent of start-of-day equity, "
+        "buys are refused.",
+    )
+    open_positions: int | None = Field(
+        default=None,
+        description="Symbols held or bought by an open order: the positions counted.",
+    )
+    open_positions_remaining: int | None = Field(
+        default=None, description="New positions still allowed (None: no limit)."
+    )
+
+
+class SymbolTerms(AppModel):
+    """What trading one symbol costs this agent and what its limits leave of it now."""
+
+    symbol: str
+    maker_fee_bps: DecimalStr = Field(description="Fee of a fill that rested on the book.")
+    taker_fee_bps: DecimalStr = Field(description="Fee of a fill that took liquidity.")
+    quantity_step: DecimalStr = Field(description="Quantities are rounded down to this.")
+    price_tick: DecimalStr = Field(description="Prices are rounded to this.")
+    min_quantity: DecimalStr
+    min_notional: DecimalStr = Field(description="Smallest order value accepted.")
+    position_value: DecimalStr = Field(
+        description="Exposure now: the holding at its mark plus open buys still to fill."
+    )
+    position_room: DecimalStr | None = Field(
+        default=None,
+        description="What more may be bought before the position limit (0 when reached).",
+    )
+
+
+class OpenOrderData(AppModel):
+    """One of the account's orders still open (resting or waiting on its stop)."""
+
+    id: str
+    symbol: str
+    side: OrderSide
+    order_type: OrderType
+    remaining_quantity: DecimalStr = Field(description="What is still to fill.")
+    limit_price: DecimalStr | None = None
+    stop_price: DecimalStr | None = None
+    age_seconds: int = Field(ge=0, description="How long ago it was placed.")
+    placed_by_agent: bool = Field(
+        default=True, description="Placed by this agent: a cancel decision may name it."
+    )
 
 
 class DecisionSummary(AppModel):
@@ -335,6 +421,10 @@ class AgentContext(AppModel):
     symbols: list[SymbolContext]
     portfolio: PortfolioData
     risk: RiskBudget = Field(default_factory=RiskBudget)
+    # Per symbol: its fees, its pair's rules and the room the position limit leaves.
+    terms: list[SymbolTerms] = Field(default_factory=list)
+    open_orders: list[OpenOrderData] = Field(default_factory=list)
+    # Newest first.
     recent_decisions: list[DecisionSummary] = Field(default_factory=list)
 
     @property

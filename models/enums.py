@@ -34,6 +34,8 @@ class DecisionType(StrEnum):
     REBALANCE = "rebalance"
     ANALYSIS = "analysis"
     RISK_CHECK = "risk_check"
+    # Cancels open orders the agent placed (`Decision.order_ids`).
+    CANCEL = "cancel"
 
 
 class DecisionStatus(StrEnum):
@@ -61,6 +63,7 @@ class ActionTaken(StrEnum):
     BUY = "buy"
     SELL = "sell"
     REBALANCE = "rebalance"
+    CANCEL = "cancel"
     NONE = "none"
 
 

@@ -231,6 +231,13 @@ class TickerData(_Strict):
     timestamp: datetime = Field(description="When the market produced this ticker (UTC).")
 
 
+class ModelRefData(_Strict):
+    """A provider and one of its models."""
+
+    provider: str = Field(description="The provider, as agents name it.", examples=["openai"])
+    model: str = Field(description="The model.", examples=["gpt-4o-mini"])
+
+
 class DecisionData(_Strict):
     """A logged decision: the REST API's decision (GET
     /api/v1/agents/{agent_id}/decisions/{decision_id}) without `market_data`, the
@@ -258,7 +265,13 @@ class DecisionData(_Strict):
     execution_time_ms: int | None = Field(description="How long the cycle took.")
     prompt_tokens: int
     completion_tokens: int
-    cost: PlainDecimal = Field(description="What the model call cost, in USD.")
+    cost: PlainDecimal | None = Field(
+        description="What the model call cost, in USD; null when unknown (a model without a price)."
+    )
+    answered_by: ModelRefData | None = Field(
+        description="The provider and model that answered (a fallback's when one did); "
+        "null when no model was asked."
+    )
     llm_call_id: uuid.UUID | None = Field(description="The stored model call, if one was made.")
     coordination_id: uuid.UUID | None = Field(
         description="The coordination it was part of, if any."

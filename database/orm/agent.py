@@ -54,7 +54,7 @@ class Agent(UUIDPrimaryKey, UserOwned, Timestamps, Base):
             f"{num('max_position_pct')} > 0 AND {num('max_position_pct')} <= 100",
             name="max_position_pct_range",
         ),
-        *positive("paper_balance", "decision_interval_seconds"),
+        *positive("paper_balance", "decision_interval_seconds", "daily_token_budget"),
         *non_negative("daily_cost_budget"),
         CheckConstraint("deleted_at IS NULL OR status <> 'active'", name="deleted_not_active"),
         # A name is unique among a user's live agents; a deleted agent frees its name.
@@ -85,6 +85,13 @@ class Agent(UUIDPrimaryKey, UserOwned, Timestamps, Base):
     decision_interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
     # Most the agent's model calls may cost per UTC day, in USD.
     daily_cost_budget: Mapped[Decimal] = mapped_column(Money, default=Decimal(1))
+    # Most prompt + completion tokens per UTC day; null: none. What lets an agent run a
+    # model whose cost is unknown (no price).
+    daily_token_budget: Mapped[int | None] = mapped_column(Integer)
+    # Models asked, in order, when the main one fails: [{"provider", "model"}], at most 3.
+    llm_fallbacks: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    # A budget pause lifts itself then (the next UTC midnight); null otherwise.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -113,7 +120,8 @@ class LLMCall(UUIDPrimaryKey, UserOwned, CreatedAt, Base):
     error: Mapped[str | None] = mapped_column(Text)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # Null: unknown (a model without a price), never taken as free.
+    cost: Mapped[Decimal | None] = mapped_column(Money)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
 
     agent: Mapped[Agent | None] = relationship(lazy="raise")
@@ -156,7 +164,12 @@ class AgentDecision(UUIDPrimaryKey, UserOwned, CreatedAt, Base):
     execution_time_ms: Mapped[int | None] = mapped_column(Integer)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # Its model call's cost; null: unknown.
+    cost: Mapped[Decimal | None] = mapped_column(Money)
+    # Which provider and model gave the answer (a fallback's, when one answered): copied
+    # from the model call, as tokens and cost are, so the log reads without the calls.
+    answered_provider: Mapped[str | None] = mapped_column(String(32))
+    answered_model: Mapped[str | None] = mapped_column(String(200))
     llm_call_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("llm_calls.id", ondelete="SET NULL"), index=True
     )
@@ -165,6 +178,12 @@ class AgentDecision(UUIDPrimaryKey, UserOwned, CreatedAt, Base):
 
     agent: Mapped[Agent] = relationship(lazy="raise")
     llm_call: Mapped[LLMCall | None] = relationship(lazy="raise")
+
+    @property
+    def answered_by(self) -> dict[str, str] | None:
+        if self.answered_provider is None or self.answered_model is None:
+            return None
+        return {"provider": self.answered_provider, "model": self.answered_model}
 
 
 class AgentFile(UUIDPrimaryKey, UserOwned, Timestamps, Base):

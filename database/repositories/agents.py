@@ -64,6 +64,17 @@ async def active_agents(session: AsyncSession) -> list[Agent]:
     return list((await session.execute(query)).scalars())
 
 
+async def paused_until_set(session: AsyncSession) -> list[Agent]:
+    """Every user's paused, live agents with a time their pause lifts itself: internal,
+    for the scheduler at start."""
+    query = select(Agent).where(
+        Agent.status == AgentStatus.PAUSED.value,
+        Agent.paused_until.is_not(None),
+        Agent.deleted_at.is_(None),
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def name_taken(
     session: AsyncSession,
     name: str,

@@ -21,37 +21,42 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import AgentSettings
-from database.orm import Agent, TradingAccount
+from database.orm import Agent, Order, TradingAccount
 from database.orm.types import utcnow
 from database.repositories import agents as agents_repo
 from database.repositories import decisions as decisions_repo
 from database.repositories import llm_calls as llm_calls_repo
+from database.repositories import orders as order_repo
 from database.repositories import portfolio as portfolio_repo
 from database.repositories.decisions import SummaryRow
+from database.repositories.llm_calls import Usage
 from models.agents import AgentStats
 from models.decisions import (
     AgentContext,
     CandleData,
     DecisionSummary,
+    OpenOrderData,
     PortfolioData,
     PositionData,
     RiskBudget,
     SymbolContext,
+    SymbolTerms,
     TickerData,
 )
-from models.enums import DecisionType, OrderSide
+from models.enums import DecisionType, OrderSide, OrderType
 from services.agents.planning import Inputs, Quote
-from services.agents.risk import Holding, RiskLimits
+from services.agents.risk import Holding, OpenOrder, RiskLimits, RiskSnapshot
 from services.infra.database import DatabaseService
 from services.market_data.service import MarketDataService
+from services.paper_trading.fees import FeeRates
 from services.portfolio.service import PortfolioService
+from utils.candles import timeframe_delta
 from utils.indicators import indicator_snapshot
 from utils.performance import win_rate
 
 _ZERO = Decimal(0)
-# Candles of each symbol kept in a decision's logged context (the full prompt is in
-# its model call).
-_LOGGED_CANDLES = 10
+# A decision's logged context keeps every candle the agent saw (its indicators were
+# computed from all of them), so a replay runs on exactly what the decision ran on.
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +67,15 @@ class Seen:
     account: TradingAccount
     context: AgentContext
     inputs: Inputs
-    spent_today: Decimal
+    spent_today: Usage
     last_decided_at: datetime | None
 
     def logged_context(self) -> dict[str, Any]:
-        data = self.context.model_dump(mode="json", exclude={"symbols": {"__all__": {"candles"}}})
+        """The context as the agent got it, whole, and the inputs sizing and risk used:
+        what a replay needs to run the decision again (services/agents/replay.py)."""
+        data = self.context.model_dump(mode="json")
         for logged, seen in zip(data["symbols"], self.context.symbols, strict=True):
             logged["candles_seen"] = len(seen.candles)
-            logged["candles"] = [c.model_dump(mode="json") for c in seen.candles[-_LOGGED_CANDLES:]]
         return {"context": data, "inputs": self.inputs.to_record()}
 
 
@@ -98,9 +104,10 @@ async def last_decided(
     return await decisions_repo.last_decided(session, agent_ids)
 
 
-async def spent_today(session: AsyncSession, agent_id: uuid.UUID) -> Decimal:
-    """What the agent's model calls cost since UTC midnight."""
-    return await llm_calls_repo.cost_since(session, agent_id, since=utc_midnight(utcnow()))
+async def spent_today(session: AsyncSession, agent_id: uuid.UUID) -> Usage:
+    """The agent's model calls since UTC midnight: the cost of those of known cost, how
+    many had an unknown cost (never counted as free), and their tokens."""
+    return await llm_calls_repo.usage_since(session, agent_id, since=utc_midnight(utcnow()))
 
 
 class ContextBuilder:
@@ -142,6 +149,7 @@ class ContextBuilder:
             )
             spent = await spent_today(session, agent.id)
             day_start = await self._day_start_equity(session, account, now)
+            open_rows = await order_repo.open_of(session, user_id=user_id, account_id=account.id)
         symbols = [await self._symbol_context(s) for s in agent.symbols]
         free = {b.asset: b.free for b in valuation.balances}
         holdings: dict[str, Holding] = {}
@@ -170,13 +178,16 @@ class ContextBuilder:
             max_daily_loss_pct=self._config.max_daily_loss_pct,
         )
         quotes = {}
+        rates: dict[str, FeeRates] = {}
         # One rate for the risk checks: the highest taker rate the agent may pay.
         fee_bps = Decimal(0)
         for symbol in agent.symbols:
             ticker = self._market.ticker(symbol)
             rules = self._market.pair_rules(symbol)
             quotes[symbol] = Quote(ticker.bid, ticker.ask, rules.step_size)
-            fee_bps = max(fee_bps, self._portfolio.fees.rates(account, rules).taker_bps)
+            rates[symbol] = self._portfolio.fees.rates(account, rules)
+            fee_bps = max(fee_bps, rates[symbol].taker_bps)
+        open_orders = tuple(self._open_order(row, agent.id) for row in open_rows)
         inputs = Inputs(
             equity=equity,
             cash_free=valuation.free_cash,
@@ -185,7 +196,12 @@ class ContextBuilder:
             holdings=holdings,
             quotes=quotes,
             limits=limits,
+            open_orders=open_orders,
         )
+        snapshot = inputs.snapshot()
+        exposed = len(snapshot.exposed_symbols())
+        limit = limits.max_open_positions
+        max_position = equity * limits.max_position_pct / 100
         context = AgentContext(
             agent_id=str(agent.id),
             agent_name=agent.name,
@@ -197,11 +213,64 @@ class ContextBuilder:
             as_of=now,
             symbols=symbols,
             portfolio=PortfolioData(cash=cash, equity=equity, positions=position_data),
-            risk=_budget(agent, limits, equity, day_start, spent),
+            risk=_budget(agent, limits, equity, day_start, spent).model_copy(
+                update={
+                    "min_confidence": limits.min_confidence,
+                    "max_order_pct": limits.max_order_pct,
+                    "max_daily_loss_pct": limits.max_daily_loss_pct,
+                    "open_positions": exposed,
+                    "open_positions_remaining": None if limit is None else max(0, limit - exposed),
+                }
+            ),
+            terms=[
+                self._terms(symbol, rates[symbol], snapshot, max_position)
+                for symbol in agent.symbols
+            ],
+            open_orders=[_open_order_data(o, now) for o in open_orders],
             recent_decisions=[_summary(d) for d in recent],
         )
         last = recent[0].created_at if recent else None
         return Seen(agent, account, context, inputs, spent, last)
+
+    def _open_order(self, row: Order, agent_id: uuid.UUID) -> OpenOrder:
+        """An open order as the risk check counts it: priced at its limit, else its
+        stop, else the touch it would trade at."""
+        side = OrderSide(row.side)
+        price = row.price if row.price is not None else row.stop_price
+        if price is None:
+            ticker = self._market.ticker(row.symbol)
+            price = ticker.ask if side is OrderSide.BUY else ticker.bid
+        return OpenOrder(
+            id=str(row.id),
+            symbol=row.symbol,
+            side=side,
+            order_type=OrderType(row.order_type),
+            remaining=row.quantity - row.filled_quantity,
+            price=price,
+            limit_price=row.price,
+            stop_price=row.stop_price,
+            placed_at=row.created_at,
+            by_agent=row.agent_id == agent_id,
+        )
+
+    def _terms(
+        self, symbol: str, rates: FeeRates, snapshot: RiskSnapshot, max_position: Decimal
+    ) -> SymbolTerms:
+        rules = self._market.pair_rules(symbol)
+        holding = snapshot.holdings.get(symbol)
+        exposure = holding.quantity * holding.mark_price if holding is not None else _ZERO
+        exposure += sum((o.notional for o in snapshot.open_buys(symbol)), _ZERO)
+        return SymbolTerms(
+            symbol=symbol,
+            maker_fee_bps=rates.maker_bps,
+            taker_fee_bps=rates.taker_bps,
+            quantity_step=rules.step_size,
+            price_tick=rules.tick_size,
+            min_quantity=rules.min_quantity,
+            min_notional=rules.min_notional,
+            position_value=exposure,
+            position_room=max(_ZERO, max_position - exposure),
+        )
 
     async def _day_start_equity(
         self, session: AsyncSession, account: TradingAccount, now: datetime
@@ -243,13 +312,33 @@ class ContextBuilder:
         candles = await self._market.candles(
             symbol, timeframe=timeframe, limit=self._config.candle_limit
         )
+        ticker = self._market.ticker(symbol)
+        seen = [CandleData.model_validate(c) for c in candles]
+        # The market's clock is its ticks' time: a candle that ends after the latest tick
+        # is still open.
+        if seen and seen[-1].open_time + timeframe_delta(timeframe) > ticker.timestamp:
+            seen[-1].partial = True
         return SymbolContext(
             symbol=symbol,
-            ticker=TickerData.model_validate(self._market.ticker(symbol)),
+            ticker=TickerData.model_validate(ticker),
             timeframe=timeframe,
-            candles=[CandleData.model_validate(c) for c in candles],
+            candles=seen,
             indicators=indicator_snapshot([c.close for c in candles]) if candles else None,
         )
+
+
+def _open_order_data(order: OpenOrder, now: datetime) -> OpenOrderData:
+    return OpenOrderData(
+        id=order.id,
+        symbol=order.symbol,
+        side=order.side,
+        order_type=order.order_type,
+        remaining_quantity=order.remaining,
+        limit_price=order.limit_price,
+        stop_price=order.stop_price,
+        age_seconds=max(0, int((now - order.placed_at).total_seconds())),
+        placed_by_agent=order.by_agent,
+    )
 
 
 def _summary(row: SummaryRow) -> DecisionSummary:
@@ -269,7 +358,7 @@ def _budget(
     limits: RiskLimits,
     equity: Decimal,
     day_start: Decimal | None,
-    spent: Decimal,
+    spent: Usage,
 ) -> RiskBudget:
     max_loss = None
     remaining_loss = None
@@ -284,5 +373,6 @@ def _budget(
         max_open_positions=limits.max_open_positions,
         max_daily_loss=max_loss,
         daily_loss_remaining=remaining_loss,
-        daily_cost_budget_remaining=max(_ZERO, agent.daily_cost_budget - spent),
+        # Of known cost only: calls of unknown cost are not guessed at.
+        daily_cost_budget_remaining=max(_ZERO, agent.daily_cost_budget - spent.cost),
     )

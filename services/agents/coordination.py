@@ -1,5 +1,9 @@
 """Several agents' views on one symbol combined into one decision: pure, `Decimal` only.
 
+Every member is asked about the coordinated symbol alone (its context shows only that
+symbol: services/agents/coordinator.py), so a member trading another symbol is a member
+that answered outside its brief; it still counts, as hold.
+
 The vote:
 
 - Each member votes with its confidence as weight. A trade on `symbol` votes buy or
@@ -11,23 +15,30 @@ The vote:
 - A side wins only when it alone has the highest score and that score is strictly
   more than `quorum` x the total score. A tie at the top, or no quorum, is a hold.
 - A buy or sell that wins but is vetoed becomes a hold naming the vetoers
-  (`vetoed_by` is filled only then). A winning trade needs a quantity: the
-  confidence-weighted mean `sum(conf_i * qty_i) / sum(conf_i)` over the winning
-  members that gave one with a confidence above 0; without such a member it is a hold.
-- `confidence` is the share of the total score behind the final action (the winning
-  side's, or hold's when the result is a hold), rounded to 4 places; 0 when the total
-  is 0 (nobody voted, or every vote had confidence 0). `scores` always has buy, sell
-  and hold.
+  (`vetoed_by` is filled only then).
+- Sizes are shares, never quantities, since each member sized its trade on its own
+  account: a buy's `share` is the fraction of the member's equity it would spend, a
+  sell's the fraction of the member's holding it would sell. A winning trade's share
+  is the confidence-weighted mean `sum(conf_i * share_i) / sum(conf_i)` over the
+  winning members that gave one with a confidence above 0; without such a member it
+  is a hold. `to_decision` turns the share into the executor's own order: a buy of
+  that fraction of the executor's equity, a sell of that fraction of its holding.
+- `confidence` is the confidence-weighted agreement with the final action: the sum of
+  the confidences of the members who voted for it (the winning side's, or hold's when
+  the result is a hold; vetoers vote hold), divided by the number of members who
+  voted. So it is 1 only when every voting member backs the action with confidence 1:
+  a unanimous vote at confidence 0.6 is 0.6, and a 0.9 buy against a 0.9 hold is 0.45.
+  Rounded to 4 places; 0 when nobody voted. `scores` always has buy, sell and hold.
 
 `reasoning` explains the result with the numbers. Arithmetic runs in `MONEY_CONTEXT`;
-the quantity is exact to its precision (the caller rounds it to the pair's step).
+the share is exact to its precision.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import ROUND_DOWN, Decimal, localcontext
 from typing import Any, Literal
 
 from models.base import decimal_to_str
@@ -41,6 +52,9 @@ VETO_CONFIDENCE = Decimal("0.7")
 
 _ACTIONS: tuple[Action, ...] = ("buy", "sell", "hold")
 _ZERO = Decimal(0)
+_ONE = Decimal(1)
+# A buy's fraction of equity is sent with this many places, rounded down.
+_SHARE_QUANTUM = Decimal("0.00000001")
 _HUNDRED = Decimal(100)
 _CONFIDENCE_QUANTUM = Decimal("0.0001")
 _PCT_QUANTUM = Decimal("0.01")
@@ -50,18 +64,19 @@ _REASONING_MAX = 4000
 
 @dataclass(frozen=True, slots=True)
 class MemberView:
-    """One member's decision; `quantity` sizes a trade in base units (the caller converts
-    a fraction of equity). `decision` None: the member failed and abstains."""
+    """One member's decision; `share` sizes its trade on its own account (a buy: the
+    fraction of its equity; a sell: the fraction of its holding). `decision` None: the
+    member failed and abstains."""
 
     agent_id: str
     agent_name: str
     decision: Decision | None
-    quantity: Decimal | None = None
+    share: Decimal | None = None
     error: str | None = None
 
     def __post_init__(self) -> None:
-        if self.quantity is not None and self.quantity <= 0:
-            raise ValueError(f"member {self.agent_id}: quantity must be positive")
+        if self.share is not None and self.share <= 0:
+            raise ValueError(f"member {self.agent_id}: share must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,35 +84,55 @@ class Combined:
     symbol: str
     action: Action
     confidence: Decimal
-    # Trades only.
-    quantity: Decimal | None
+    # Trades only: of the executor's equity (buy) or holding (sell).
+    share: Decimal | None
     scores: dict[str, Decimal]
     vetoed_by: tuple[str, ...]
     abstained: tuple[str, ...]
     reasoning: str
 
     def __post_init__(self) -> None:
-        if (self.action == "hold") != (self.quantity is None):
-            raise ValueError("a buy or sell has a quantity and a hold has none")
+        if (self.action == "hold") != (self.share is None):
+            raise ValueError("a buy or sell has a share and a hold has none")
 
-    def to_decision(self) -> Decision:
-        """A market order of that side and quantity, or a hold; reasoning and confidence
-        carried over."""
-        reasoning = _clip(self.reasoning)
-        if self.action == "hold":
-            return Decision(
-                decision_type=DecisionType.HOLD,
-                symbol=self.symbol,
-                reasoning=reasoning,
-                confidence_score=self.confidence,
-            )
+    def to_decision(self, *, holding: Decimal = _ZERO) -> Decision:
+        """The executor's market order, sized on its own account: a buy of `share` of
+        its equity, a sell of `share` of `holding` (its free quantity of the symbol),
+        a share above 1 taken as 1. A hold stays a hold, and so does a sell when the
+        executor holds nothing. Reasoning and confidence carried over."""
+        if self.action == "hold" or self.share is None:
+            return self._hold(self.reasoning)
+        with localcontext(MONEY_CONTEXT):
+            share = min(self.share, _ONE)
+            if self.action == "buy":
+                fraction = share.quantize(_SHARE_QUANTUM, rounding=ROUND_DOWN)
+                if fraction <= 0:
+                    return self._hold(f"{self.reasoning} The share rounds to nothing: hold.")
+                fraction_of_equity: Decimal | None = fraction
+                quantity: Decimal | None = None
+            else:
+                quantity = share * holding
+                if quantity <= 0:
+                    return self._hold(
+                        f"{self.reasoning} The executor holds no {self.symbol} to sell: hold."
+                    )
+                fraction_of_equity = None
         return Decision(
             decision_type=DecisionType.TRADE,
             symbol=self.symbol,
             side=OrderSide(self.action),
-            quantity=self.quantity,
             order_type=OrderType.MARKET,
-            reasoning=reasoning,
+            reasoning=_clip(self.reasoning),
+            confidence_score=self.confidence,
+            quantity=quantity,
+            fraction_of_equity=fraction_of_equity,
+        )
+
+    def _hold(self, reasoning: str) -> Decision:
+        return Decision(
+            decision_type=DecisionType.HOLD,
+            symbol=self.symbol,
+            reasoning=_clip(reasoning),
             confidence_score=self.confidence,
         )
 
@@ -106,7 +141,7 @@ class Combined:
             "symbol": self.symbol,
             "action": self.action,
             "confidence": decimal_to_str(self.confidence),
-            "quantity": decimal_to_str(self.quantity) if self.quantity is not None else None,
+            "share": decimal_to_str(self.share) if self.share is not None else None,
             "scores": {action: decimal_to_str(score) for action, score in self.scores.items()},
             "vetoed_by": list(self.vetoed_by),
             "abstained": list(self.abstained),
@@ -144,7 +179,7 @@ def combine(
         lines = [_tally(symbol, votes, scores, len(views))]
         action, outcome = _winner(scores, total, quorum)
         lines.append(outcome)
-        quantity: Decimal | None = None
+        share: Decimal | None = None
         vetoes = [v for v in votes if _vetoes(symbol, v, veto_confidence)]
         vetoed_by: tuple[str, ...] = ()
         if action != "hold" and vetoes:
@@ -152,18 +187,18 @@ def combine(
             lines.append(_veto_line(action, vetoes, veto_confidence))
             action = "hold"
         elif action != "hold":
-            quantity, line = _quantity(symbol, action, votes)
+            share, line = _share(symbol, action, votes)
             lines.append(line)
-            if quantity is None:
+            if share is None:
                 action = "hold"
-        confidence = (scores[action] / total).quantize(_CONFIDENCE_QUANTUM) if total else _ZERO
+        confidence = _agreement(action, votes)
     abstained = [view for view in views if view.decision is None]
     lines.extend(_notes(symbol, votes, abstained))
     return Combined(
         symbol=symbol,
         action=action,
         confidence=confidence,
-        quantity=quantity,
+        share=share,
         scores=scores,
         vetoed_by=vetoed_by,
         abstained=tuple(view.agent_id for view in abstained),
@@ -218,16 +253,25 @@ def _veto_line(action: Action, vetoes: Sequence[_Vote], veto_confidence: Decimal
     )
 
 
-def _quantity(symbol: str, action: Action, votes: Sequence[_Vote]) -> tuple[Decimal | None, str]:
-    sized = [v for v in votes if v.action == action and v.view.quantity is not None and v.weight]
+def _agreement(action: Action, votes: Sequence[_Vote]) -> Decimal:
+    """The confidence-weighted agreement with `action` (see the module's rules)."""
+    if not votes:
+        return _ZERO
+    behind = sum((v.weight for v in votes if v.action == action), _ZERO)
+    return (behind / len(votes)).quantize(_CONFIDENCE_QUANTUM)
+
+
+def _share(symbol: str, action: Action, votes: Sequence[_Vote]) -> tuple[Decimal | None, str]:
+    sized = [v for v in votes if v.action == action and v.view.share is not None and v.weight]
     weight = sum((v.weight for v in sized), _ZERO)
     if not weight:
-        return None, f"No member voting {action} gave a quantity: hold."
-    quantity = sum((v.weight * (v.view.quantity or _ZERO) for v in sized), _ZERO) / weight
+        return None, f"No member voting {action} gave a size: hold."
+    share = sum((v.weight * (v.view.share or _ZERO) for v in sized), _ZERO) / weight
     members = "member" if len(sized) == 1 else "members"
-    return quantity, (
-        f"{action.capitalize()} {_num(quantity)} {symbol}, the confidence-weighted mean "
-        f"of {len(sized)} {members}' quantities."
+    of = "equity" if action == "buy" else "holding"
+    return share, (
+        f"{action.capitalize()} {_pct(share, _ONE)}% of the executor's {of} in {symbol}, "
+        f"the confidence-weighted mean of {len(sized)} {members}' shares."
     )
 
 

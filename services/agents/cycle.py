@@ -5,10 +5,12 @@ A cycle, for one agent:
    deciding within AGENT_CONTEXT_TTL_SECONDS), its paper account marked to market,
    its risk limits and what is left of them, its remaining cost budget, its last
    decisions;
-2. model: the daily cost budget is checked first (spent: the agent is paused, with
-   the reason, and nothing is asked); then its provider decides (services/llm/service.py,
+2. model: the daily budget is checked first (`budget_spent`: its token budget, its
+   cost budget, and a call of unknown cost today without a token budget; spent, the
+   agent is paused with the reason and nothing is asked); then its provider decides,
+   its fallbacks asked in order when it cannot answer (services/llm/service.py,
    retries, repair and circuit breaker included) and the call is stored as sent and
-   received (`llm_calls`);
+   received (`llm_calls`, its cost null when unknown);
 3. risk: sizing and the pre-trade checks (services/agents/planning.py);
 4. execution: the order on the agent's own paper account, idempotent per decision
    (client_order_id `decision-{id}`).
@@ -18,9 +20,13 @@ out one by one referencing it, and closed when they have) and
 publishes `agent_decision` on `agents`; the cycle streams live as AG-UI events on
 `agent:{id}` (services/agents/run_stream.py).
 
+Steps 1 and 2 run under AGENT_CYCLE_DEADLINE_SECONDS: past it the cycle is logged as
+an error decision (reason `deadline`) and nothing is executed; execution, once begun,
+is never cut off.
+
 One agent never runs two cycles at once: in-process by a lock per agent (kept by the
-agent service), across instances by a cache lock plus a check of its last decision
-time (its newest decision row).
+agent service), across instances by a cache lock, which lasts longer than the
+deadline, plus a check of its last decision time (its newest decision row).
 """
 
 from __future__ import annotations
@@ -29,11 +35,15 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
+
+import structlog
 
 from core.exceptions import AppError, ConflictError
-from database.orm import AgentDecision, LLMCall
+from database.orm import Agent, AgentDecision, LLMCall
 from database.orm.types import utcnow
+from database.repositories.llm_calls import Usage
 from models.agents import DecisionRead
 from models.decisions import Decision
 from models.enums import (
@@ -45,12 +55,12 @@ from models.enums import (
     OrderType,
 )
 from models.events import Channel, EventType
-from models.portfolio import RebalanceRequest
+from models.portfolio import RebalanceOrderStatus, RebalanceRequest
 from models.portfolio import TargetWeight as PortfolioTarget
 from models.trading import OrderCreate, OrderRead
 from services.agents.context import ContextBuilder, Seen
 from services.agents.decision_log import DecisionJournal, DecisionLog, Verdict, decision_symbol
-from services.agents.planning import Plan, plan
+from services.agents.planning import Plan, RebalanceGate, plan
 from services.agents.run_stream import RunStream
 from services.infra.cache import CacheService, LockNotAcquiredError
 from services.infra.event_bus import EventBus
@@ -58,14 +68,30 @@ from services.llm.base import ProviderConfigError, ProviderResult
 from services.llm.service import LLMService
 from services.market_data.service import MarketDataService
 from services.paper_trading.service import PaperTradingService
-from services.portfolio.service import PortfolioService
+from services.portfolio.service import RISK_REFUSED, PortfolioService
+
+log = structlog.get_logger(__name__)
 
 # A scheduled cycle is skipped when the agent decided this share of its interval ago
 # or less (another instance ran it).
 _RECENT_SHARE = 0.5
 
-# (user_id, agent_id, status, reason): the agent's status changed and announced.
-SetStatus = Callable[[uuid.UUID, uuid.UUID, AgentStatus, str], Awaitable[None]]
+
+class SetStatus(Protocol):
+    """The agent's status changed and announced; `until_rollover`: a pause that lifts
+    itself when the budget window (the UTC day) rolls over."""
+
+    async def __call__(
+        self,
+        user_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        status: AgentStatus,
+        reason: str,
+        *,
+        until_rollover: bool = False,
+    ) -> None: ...
+
+
 # (channel, event_type, data, user_id): an event published, a failure logged.
 Publish = Callable[[str, str, dict[str, Any], uuid.UUID], Awaitable[None]]
 
@@ -93,6 +119,8 @@ class DecisionCycle:
         lock: Callable[[uuid.UUID], asyncio.Lock],
         set_status: SetStatus,
         publish: Publish,
+        deadline_seconds: float = 120.0,
+        lock_seconds: float = 150.0,
     ) -> None:
         self._market = market_data
         self._trading = paper_trading
@@ -105,6 +133,9 @@ class DecisionCycle:
         self._lock = lock
         self._set_status = set_status
         self._publish = publish
+        self._deadline = deadline_seconds
+        # Longer than the deadline: the lock never expires under a cycle still running.
+        self._lock_seconds = max(lock_seconds, deadline_seconds + 1)
         self.cycles = 0
 
     async def run(
@@ -125,7 +156,9 @@ class DecisionCycle:
         async with (
             lock,
             self._cache.lock(
-                f"agent-cycle:{agent_id}", timeout=600, blocking_timeout=1.0 if scheduled else None
+                f"agent-cycle:{agent_id}",
+                timeout=self._lock_seconds,
+                blocking_timeout=1.0 if scheduled else None,
             ),
         ):
             return await self._run_held(user_id, agent_id, trigger, given, coordination_id)
@@ -141,18 +174,38 @@ class DecisionCycle:
         started = time.perf_counter()
         stream = RunStream(self._bus, agent_id=agent_id, user_id=user_id)
         await stream.started(input={"trigger": trigger.value})
+        seen: Seen | None = None
+        step = "context"
         try:
-            async with stream.step("context"):
-                seen = await self._context.see(user_id, agent_id)
-            if trigger is DecisionTrigger.SCHEDULED and self._decided_recently(seen):
-                await stream.finished({"skipped": "decided recently (another instance)"})
-                raise LockNotAcquiredError(f"agent {agent_id} decided recently")
-            result: ProviderResult | None = None
-            decision = given
-            if decision is None:
-                async with stream.step("model"):
-                    result = await self.ask(seen)
-                decision = result.decision
+            # The deadline covers what can hang (the reads and the model, whose retries
+            # and repair can outlast any lock); the execution that follows is not cut
+            # off: a trade is one transaction with its decision, but a rebalance places
+            # its orders one by one, and cancelled half-way it would be half-placed.
+            try:
+                async with asyncio.timeout(self._deadline) as deadline:
+                    async with stream.step("context"):
+                        seen = await self._context.see(user_id, agent_id)
+                    if trigger is DecisionTrigger.SCHEDULED and self._decided_recently(seen):
+                        await stream.finished({"skipped": "decided recently (another instance)"})
+                        raise LockNotAcquiredError(f"agent {agent_id} decided recently")
+                    result: ProviderResult | None = None
+                    decision = given
+                    if decision is None:
+                        step = "model"
+                        async with stream.step("model"):
+                            result = await self.ask(seen)
+                        decision = result.decision
+                    deadline.reschedule(None)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                read = await self._deadline_passed(
+                    user_id, agent_id, trigger, coordination_id, seen, step, started
+                )
+                await stream.failed(read.status_reason or "deadline", code="cycle_deadline")
+                self.cycles += 1
+                await self._publish_decision(read, user_id)
+                return read
             read = await self._act(
                 seen, decision, result, trigger, coordination_id, started, stream
             )
@@ -168,11 +221,55 @@ class DecisionCycle:
         if read.reasoning:
             await stream.message(read.reasoning)
         await stream.finished({"decision_id": str(read.id), "status": read.status.value})
+        await self._publish_decision(read, user_id)
+        return read
+
+    async def _publish_decision(self, read: DecisionRead, user_id: uuid.UUID) -> None:
         # The context it saw stays out of the event (it is the bulk of the row): a client
         # that wants it reads the decision over REST.
         data = read.model_dump(mode="json", exclude={"market_data"})
         await self._publish(Channel.AGENTS, EventType.AGENT_DECISION, data, user_id)
-        return read
+
+    async def _deadline_passed(
+        self,
+        user_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        trigger: DecisionTrigger,
+        coordination_id: uuid.UUID | None,
+        seen: Seen | None,
+        step: str,
+        started: float,
+    ) -> DecisionRead:
+        """The cycle cut off by its deadline, logged as an error decision: nothing was
+        executed (execution starts only within the deadline and is never cut off)."""
+        waiting = "for the model" if step == "model" else "for its context"
+        reason = (
+            f"the cycle passed its deadline of {self._deadline:g} s "
+            f"(AGENT_CYCLE_DEADLINE_SECONDS) waiting {waiting}; nothing was executed"
+        )
+        if seen is not None:
+            row, _ = self._decisions.draft(seen, None, trigger, coordination_id)
+        else:
+            row = AgentDecision(
+                id=uuid.uuid4(),
+                user_id=user_id,
+                agent_id=agent_id,
+                trigger=trigger.value,
+                status=DecisionStatus.PENDING.value,
+                reasoning="",
+                market_data={},
+                result={},
+                coordination_id=coordination_id,
+                prompt_tokens=0,
+                completion_tokens=0,
+            )
+        # A model call cut off may still be billed: its cost is not known.
+        row.cost = None if step == "model" else Decimal(0)
+        row.reasoning = "no decision: " + reason
+        error = {"code": "cycle_deadline", "reason": "deadline", "message": reason}
+        verdict = Verdict(DecisionStatus.ERROR, reason, ActionTaken.NONE, {"error": error})
+        log.warning("agent_cycle_deadline", agent_id=str(agent_id), step=step)
+        return await self._decisions.write(row, None, verdict, started)
 
     @staticmethod
     def _decided_recently(seen: Seen) -> bool:
@@ -182,18 +279,25 @@ class DecisionCycle:
         return age < seen.agent.decision_interval_seconds * _RECENT_SHARE
 
     async def ask(self, seen: Seen) -> ProviderResult:
-        """The model's decision (failures inside the result). Raises BudgetSpentError,
-        pausing the agent, when its daily cost budget is spent: nothing is asked."""
+        """The model's decision (failures inside the result), the agent's fallbacks
+        asked in order when its model cannot answer. Raises BudgetSpentError, pausing
+        the agent, when its daily budget is spent: nothing is asked."""
         agent = seen.agent
-        if agent.llm_provider != "local" and seen.spent_today >= agent.daily_cost_budget:
-            reason = (
-                f"daily cost budget of {agent.daily_cost_budget} USD spent "
-                f"({seen.spent_today} USD today); start the agent again to resume"
+        fallbacks = [(f["provider"], f["model"]) for f in agent.llm_fallbacks or ()]
+        paid = any(provider != "local" for provider, _ in [(agent.llm_provider, ""), *fallbacks])
+        spent = budget_spent(agent, seen.spent_today) if paid else None
+        if spent is not None:
+            reason, rolls_over = spent
+            await self._set_status(
+                agent.user_id, agent.id, AgentStatus.PAUSED, reason, until_rollover=rolls_over
             )
-            await self._set_status(agent.user_id, agent.id, AgentStatus.PAUSED, reason)
             raise BudgetSpentError(reason, details={"agent_id": str(agent.id)})
         result = await self._llm.decide(
-            str(agent.id), provider=agent.llm_provider, model=agent.llm_model, context=seen.context
+            str(agent.id),
+            provider=agent.llm_provider,
+            model=agent.llm_model,
+            context=seen.context,
+            fallbacks=fallbacks,
         )
         if isinstance(result.error, ProviderConfigError):
             # A key removed or rejected: the agent cannot go on until someone fixes it.
@@ -250,6 +354,9 @@ class DecisionCycle:
                 await self._decisions.write(row, call, None, started)
                 verdict = await self._rebalance(seen, decision, planned, row.id)
                 return await self._decisions.close(row, verdict, started)
+            if planned.action == "cancel":
+                verdict = await self._cancel(seen, planned)
+                return await self._decisions.write(row, call, verdict, started)
             return await self._trade(seen, decision, symbol, planned, row, call, started)
 
     @staticmethod
@@ -271,6 +378,9 @@ class DecisionCycle:
             PortfolioTarget(symbol=w.symbol, weight=w.weight) for w in decision.target_weights or ()
         ]
         request = RebalanceRequest(targets=targets, account_id=seen.account.id)
+        # Each order passes a trade's risk check, against the account as the rebalance's
+        # earlier orders leave it.
+        gate = RebalanceGate(seen.inputs, decision.confidence_score)
         try:
             # Keyed by the decision: the orders carry it, and a decision never runs twice.
             rebalanced = await self._portfolio.rebalance(
@@ -278,16 +388,44 @@ class DecisionCycle:
                 request,
                 idempotency_key=f"decision-{decision_row_id}",
                 decision_id=decision_row_id,
+                check=gate,
             )
         except AppError as e:
             return Verdict(DecisionStatus.REJECTED, e.message, ActionTaken.NONE, record)
         record["rebalance"] = rebalanced.model_dump(mode="json")
-        return Verdict(
-            DecisionStatus.EXECUTED,
-            f"rebalance placed {len(rebalanced.orders)} order(s)",
-            ActionTaken.REBALANCE,
-            record,
-        )
+        record["order_risk"] = gate.verdicts
+        placed = [o for o in rebalanced.orders if o.status is RebalanceOrderStatus.PLACED]
+        refused = [o for o in rebalanced.orders if o.reason_code == RISK_REFUSED]
+        reason = f"rebalance placed {len(placed)} order(s)"
+        if refused:
+            reason += "; " + "; ".join(f"{o.side.value} {o.symbol} {o.reason}" for o in refused)
+        if refused and not placed:
+            return Verdict(DecisionStatus.REJECTED, reason, ActionTaken.NONE, record)
+        return Verdict(DecisionStatus.EXECUTED, reason, ActionTaken.REBALANCE, record)
+
+    async def _cancel(self, seen: Seen, planned: Plan) -> Verdict:
+        """The open orders the decision named (the agent's own, checked by the plan),
+        cancelled one by one through the exchange; one that closed since the agent saw
+        it is reported, and the others are still cancelled."""
+        cancelled: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for order_id in planned.order_ids:
+            try:
+                order = await self._trading.cancel_order(seen.agent.user_id, uuid.UUID(order_id))
+            except AppError as e:
+                failed.append({"order_id": order_id, "code": e.code, "message": e.message})
+                continue
+            cancelled.append(_order_record(order))
+        record = {"plan": planned.to_record(), "cancelled": cancelled, "not_cancelled": failed}
+        reasons = "; ".join(f["message"] for f in failed)
+        if not cancelled:
+            return Verdict(
+                DecisionStatus.REJECTED, f"nothing cancelled: {reasons}", ActionTaken.NONE, record
+            )
+        reason = f"cancelled {len(cancelled)} order(s): {', '.join(planned.order_ids)}"
+        if failed:
+            reason = f"cancelled {len(cancelled)} order(s); not cancelled: {reasons}"
+        return Verdict(DecisionStatus.EXECUTED, reason, ActionTaken.CANCEL, record)
 
     async def _trade(
         self,
@@ -336,6 +474,34 @@ class DecisionCycle:
             )
             return await self._decisions.write(row, call, verdict, started)
         return DecisionRead.model_validate(row)
+
+
+def budget_spent(agent: Agent, usage: Usage) -> tuple[str, bool] | None:
+    """Why the agent's daily budget stops it now, and whether the next UTC day lifts
+    that (None: it may ask). A call of unknown cost is never taken as free: without a
+    token budget it stops the agent until someone prices the model or sets one."""
+    rollover = "resumes at the next UTC midnight, or start the agent again"
+    tokens = agent.daily_token_budget
+    if tokens is not None and usage.tokens >= tokens:
+        return (
+            f"daily token budget of {tokens} tokens spent ({usage.tokens} today); {rollover}",
+            True,
+        )
+    if usage.cost >= agent.daily_cost_budget:
+        return (
+            f"daily cost budget of {agent.daily_cost_budget} USD spent "
+            f"({usage.cost} USD today); {rollover}",
+            True,
+        )
+    if usage.unknown_cost_calls and tokens is None:
+        return (
+            f"{usage.unknown_cost_calls} of today's model calls cost an unknown amount (the "
+            "model has no price and its provider reported none), so the daily cost budget "
+            "cannot be kept; add the model to LLM_PRICES or set a daily_token_budget, then "
+            "start the agent again",
+            False,
+        )
+    return None
 
 
 def _order_record(order: OrderRead) -> dict[str, Any]:

@@ -9,20 +9,28 @@ always give the same plan, which is what a replay checks.
 - The risk check (services/agents/risk.py) runs on that size; any failed check refuses
   the trade, with every reason.
 - A rebalance passes when its confidence clears the agent's minimum and no target
-  weight exceeds the position limit.
+  weight exceeds the position limit. Each order it then places passes the same risk
+  check as a trade (`RebalanceGate`), against the snapshot as the rebalance's earlier
+  orders change it; a refused one is not placed, with its reasons.
+- Open orders of the account (`Inputs.open_orders`) count in the checks as risk.py says.
+- A cancel names open orders the agent placed on its account; any other id refuses
+  the whole decision, naming it.
 - hold, analysis and risk_check decisions place nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, localcontext
 from typing import Any, Literal
 
 from models.decisions import Decision
 from models.enums import DecisionType, OrderSide, OrderType
+from models.trading import OrderRead
 from services.agents.risk import (
     Holding,
+    OpenOrder,
     OrderIntent,
     RiskCheck,
     RiskLimits,
@@ -30,9 +38,10 @@ from services.agents.risk import (
     RiskVerdict,
     check_order,
 )
-from services.paper_trading.matching import MONEY_CONTEXT
+from services.paper_trading.matching import MONEY_CONTEXT, fee_for
+from services.portfolio.rebalance import PlannedOrder
 
-PlannedAction = Literal["buy", "sell", "rebalance", "none", "refused"]
+PlannedAction = Literal["buy", "sell", "rebalance", "cancel", "none", "refused"]
 _ZERO = Decimal(0)
 
 
@@ -56,6 +65,8 @@ class Inputs:
     holdings: dict[str, Holding]
     quotes: dict[str, Quote]
     limits: RiskLimits
+    # The account's open orders, oldest first (absent from records made before them).
+    open_orders: tuple[OpenOrder, ...] = ()
 
     def snapshot(self) -> RiskSnapshot:
         return RiskSnapshot(
@@ -63,6 +74,7 @@ class Inputs:
             cash_free=self.cash_free,
             holdings=self.holdings,
             day_start_equity=self.day_start_equity,
+            open_orders=self.open_orders,
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -91,6 +103,7 @@ class Inputs:
                 "max_daily_loss_pct": _opt(limits.max_daily_loss_pct),
                 "min_confidence": str(limits.min_confidence),
             },
+            "open_orders": [_order_to_record(o) for o in self.open_orders],
         }
 
     @classmethod
@@ -120,7 +133,38 @@ class Inputs:
                 max_daily_loss_pct=_dec(limits["max_daily_loss_pct"]),
                 min_confidence=Decimal(limits["min_confidence"]),
             ),
+            open_orders=tuple(_order_from_record(o) for o in record.get("open_orders", ())),
         )
+
+
+def _order_to_record(order: OpenOrder) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "order_type": order.order_type.value,
+        "remaining": str(order.remaining),
+        "price": str(order.price),
+        "limit_price": _opt(order.limit_price),
+        "stop_price": _opt(order.stop_price),
+        "placed_at": order.placed_at.isoformat(),
+        "by_agent": order.by_agent,
+    }
+
+
+def _order_from_record(record: dict[str, Any]) -> OpenOrder:
+    return OpenOrder(
+        id=record["id"],
+        symbol=record["symbol"],
+        side=OrderSide(record["side"]),
+        order_type=OrderType(record["order_type"]),
+        remaining=Decimal(record["remaining"]),
+        price=Decimal(record["price"]),
+        limit_price=_dec(record["limit_price"]),
+        stop_price=_dec(record["stop_price"]),
+        placed_at=datetime.fromisoformat(record["placed_at"]),
+        by_agent=bool(record["by_agent"]),
+    )
 
 
 def _opt(value: Decimal | None) -> str | None:
@@ -139,15 +183,20 @@ class Plan:
     price: Decimal | None = None
     verdict: RiskVerdict | None = None
     checks: tuple[RiskCheck, ...] = field(default=())
+    # A cancel's orders (ids of open orders the agent placed).
+    order_ids: tuple[str, ...] = ()
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "action": self.action,
             "reason": self.reason,
             "quantity": _opt(self.quantity),
             "expected_price": _opt(self.price),
             "risk": self.verdict.to_record() if self.verdict is not None else None,
         }
+        if self.order_ids:
+            record["order_ids"] = list(self.order_ids)
+        return record
 
 
 def expected_price(decision: Decision, quote: Quote) -> Decimal:
@@ -180,7 +229,25 @@ def plan(decision: Decision, symbol: str | None, inputs: Inputs) -> Plan:
         return _plan_trade(decision, symbol, inputs)
     if kind is DecisionType.REBALANCE:
         return _plan_rebalance(decision, inputs)
+    if kind is DecisionType.CANCEL:
+        return _plan_cancel(decision, inputs)
     return Plan("none", f"{kind.value}: no order")
+
+
+def _plan_cancel(decision: Decision, inputs: Inputs) -> Plan:
+    """Only open orders the agent placed on its account may be cancelled."""
+    orders = {o.id: o for o in inputs.open_orders}
+    wanted = [str(order_id) for order_id in decision.order_ids or ()]
+    problems = []
+    for order_id in wanted:
+        order = orders.get(order_id)
+        if order is None:
+            problems.append(f"order {order_id} is not an open order of the agent's account")
+        elif not order.by_agent:
+            problems.append(f"order {order_id} was not placed by this agent")
+    if problems:
+        return Plan("refused", "; ".join(problems))
+    return Plan("cancel", f"cancel {len(wanted)} open order(s)", order_ids=tuple(wanted))
 
 
 def _plan_trade(decision: Decision, symbol: str | None, inputs: Inputs) -> Plan:
@@ -238,3 +305,66 @@ def _plan_rebalance(decision: Decision, inputs: Inputs) -> Plan:
     if problems:
         return Plan("refused", "; ".join(problems))
     return Plan("rebalance", "rebalance within the limits")
+
+
+class RebalanceGate:
+    """The pre-trade check of each order a rebalance places (the same as a trade's),
+    against the snapshot as the rebalance's earlier orders change it: what a placed
+    order filled moves cash and the holding at its average price and costs equity its
+    fee. Implements the portfolio service's `OrderCheck`; `verdicts` keeps every
+    check, for the decision's record."""
+
+    def __init__(self, inputs: Inputs, confidence: Decimal) -> None:
+        self._snapshot = inputs.snapshot()
+        self._limits = inputs.limits
+        self._fee_bps = inputs.fee_bps
+        self._confidence = confidence
+        self.verdicts: list[dict[str, Any]] = []
+
+    def check(self, order: PlannedOrder) -> str | None:
+        """None to place the order, else the reasons it is refused."""
+        if order.quantity <= 0 or order.price <= 0:
+            return None  # Nothing to place: the planner skips it with its own reason.
+        intent = OrderIntent(
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            price=order.price,
+            confidence=self._confidence,
+            fee_bps=self._fee_bps,
+        )
+        verdict = check_order(intent, self._snapshot, self._limits)
+        self.verdicts.append(
+            {"symbol": order.symbol, "side": order.side.value, **verdict.to_record()}
+        )
+        return None if verdict.approved else "; ".join(verdict.reasons)
+
+    def placed(self, order: PlannedOrder, result: OrderRead | None) -> None:
+        """`order` went out and `result` is what it did (None: a dry run, taken as
+        planned)."""
+        price: Decimal | None
+        if result is None:
+            quantity, price = order.quantity, order.price
+            fee = fee_for(quantity * price, self._fee_bps)
+        else:
+            quantity, price, fee = result.filled_quantity, result.average_price, result.fees
+        if not quantity or price is None:
+            return
+        snapshot = self._snapshot
+        with localcontext(MONEY_CONTEXT):
+            notional = quantity * price
+            signed = quantity if order.side is OrderSide.BUY else -quantity
+            held = snapshot.holdings.get(order.symbol) or Holding(_ZERO, _ZERO, price)
+            holdings = dict(snapshot.holdings)
+            holdings[order.symbol] = Holding(
+                quantity_free=max(_ZERO, held.quantity_free + signed),
+                quantity=max(_ZERO, held.quantity + signed),
+                mark_price=held.mark_price,
+            )
+            cash = notional + fee if order.side is OrderSide.BUY else fee - notional
+            self._snapshot = replace(
+                snapshot,
+                equity=snapshot.equity - fee,
+                cash_free=snapshot.cash_free - cash,
+                holdings=holdings,
+            )

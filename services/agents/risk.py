@@ -10,11 +10,14 @@ A buy is checked for:
 - cash: notional + taker fee (`fee_for`, as the paper exchange charges it) is at most
   the free cash.
 - order_size: the notional is at most `max_order_pct` of equity (skipped with no limit).
-- position_size: the symbol's holding at its mark plus the notional is at most
-  `max_position_pct` of equity.
-- open_positions: when the symbol is not held yet (quantity > 0), the distinct symbols
-  held after the buy are at most `max_open_positions` (skipped with no limit, and when
-  the symbol is already held, since the buy opens no position).
+- position_size: the symbol's exposure (its holding at its mark, plus the unfilled
+  remainder of the account's open buys of it at their limit or stop price) plus the
+  notional is at most `max_position_pct` of equity: several resting buys, each within
+  the limit, cannot together fill past it.
+- open_positions: when the symbol is not held yet (quantity > 0) and no open buy of it
+  rests, the distinct symbols held or bought by an open order after the buy are at
+  most `max_open_positions` (skipped with no limit, and when the symbol is already
+  held or bought, since the buy opens no position).
 - daily_loss: today's loss (start-of-day equity - equity) is below `max_daily_loss_pct`
   of start-of-day equity; once it reaches the limit, buys are refused. Skipped with no
   limit; with the start-of-day equity unknown (or not positive) it passes, saying so.
@@ -26,6 +29,13 @@ A sell is checked for confidence and holding (the quantity is at most the free q
 held: spot, no shorting). A sell reduces risk, so the size, position and daily-loss
 checks do not apply to it.
 
+Open orders (`RiskSnapshot.open_orders`) count where they commit the account: what
+they lock is already out of the free cash and the free quantity (the paper exchange
+moves it from free to locked when the order is placed), so the cash and holding checks
+see resting buys and sells through those; their unfilled buys add to the symbol's
+exposure and may open a position, which the position checks add. The order-size check
+is of this order alone.
+
 Limits compare exactly (`value * 100 <= limit * equity`, no division); percentages are
 rounded to 2 places in the details only. Arithmetic runs in `MONEY_CONTEXT`.
 """
@@ -34,12 +44,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, localcontext
 from enum import StrEnum
 from typing import Any
 
 from models.base import decimal_to_str
-from models.enums import OrderSide
+from models.enums import OrderSide, OrderType
 from services.paper_trading.matching import MONEY_CONTEXT, fee_for
 
 _ZERO = Decimal(0)
@@ -113,14 +124,48 @@ class Holding:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenOrder:
+    """An order of the account still open: `remaining` is its unfilled quantity and
+    `price` what one unit of it commits (its limit price, else its stop price, else the
+    market's touch when it was seen). `by_agent`: the account's agent placed it (the
+    orders a cancel decision may name)."""
+
+    id: str
+    symbol: str
+    side: OrderSide
+    order_type: OrderType
+    remaining: Decimal
+    price: Decimal
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    placed_at: datetime
+    by_agent: bool
+
+    @property
+    def notional(self) -> Decimal:
+        with localcontext(MONEY_CONTEXT):
+            return self.remaining * self.price
+
+
+@dataclass(frozen=True, slots=True)
 class RiskSnapshot:
-    """The account as the check sees it; `day_start_equity` None means unknown."""
+    """The account as the check sees it; `day_start_equity` None means unknown.
+    `cash_free` and each holding's `quantity_free` are net of what open orders lock."""
 
     equity: Decimal
     cash_free: Decimal
     holdings: Mapping[str, Holding]
     day_start_equity: Decimal | None
     quote_currency: str = "USD"
+    open_orders: tuple[OpenOrder, ...] = ()
+
+    def open_buys(self, symbol: str) -> tuple[OpenOrder, ...]:
+        return tuple(o for o in self.open_orders if o.symbol == symbol and o.side is OrderSide.BUY)
+
+    def exposed_symbols(self) -> set[str]:
+        """Symbols held (quantity > 0) or bought by an open order: the open positions."""
+        held = {symbol for symbol, holding in self.holdings.items() if holding.quantity > 0}
+        return held | {o.symbol for o in self.open_orders if o.side is OrderSide.BUY}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +238,8 @@ def check_order(intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits)
             if limits.max_order_pct is not None:
                 checks.append(_order_size(intent, snapshot, limits.max_order_pct))
             checks.append(_position_size(intent, snapshot, limits.max_position_pct))
-            if limits.max_open_positions is not None and not _holds(snapshot, intent.symbol):
+            opens = intent.symbol not in snapshot.exposed_symbols()
+            if limits.max_open_positions is not None and opens:
                 checks.append(_open_positions(intent, snapshot, limits.max_open_positions))
             if limits.max_daily_loss_pct is not None:
                 checks.append(_daily_loss(snapshot, limits.max_daily_loss_pct))
@@ -247,12 +293,17 @@ def _order_size(intent: OrderIntent, snapshot: RiskSnapshot, limit_pct: Decimal)
 def _position_size(intent: OrderIntent, snapshot: RiskSnapshot, limit_pct: Decimal) -> RiskCheck:
     holding = snapshot.holdings.get(intent.symbol)
     current = holding.quantity * holding.mark_price if holding is not None else _ZERO
+    label = "position after the order"
+    open_buys = snapshot.open_buys(intent.symbol)
+    if open_buys:
+        resting = sum((o.notional for o in open_buys), _ZERO)
+        current += resting
+        label += (
+            f" (with {len(open_buys)} open buy order(s) of {_num(resting)} "
+            f"{snapshot.quote_currency} still to fill)"
+        )
     return _share_of_equity(
-        CheckName.POSITION_SIZE,
-        "position after the order",
-        current + intent.notional,
-        snapshot,
-        limit_pct,
+        CheckName.POSITION_SIZE, label, current + intent.notional, snapshot, limit_pct
     )
 
 
@@ -278,17 +329,17 @@ def _share_of_equity(
     )
 
 
-def _holds(snapshot: RiskSnapshot, symbol: str) -> bool:
-    holding = snapshot.holdings.get(symbol)
-    return holding is not None and holding.quantity > 0
-
-
 def _open_positions(intent: OrderIntent, snapshot: RiskSnapshot, limit: int) -> RiskCheck:
-    after = sum(1 for holding in snapshot.holdings.values() if holding.quantity > 0) + 1
+    exposed = snapshot.exposed_symbols()
+    after = len(exposed) + 1
+    held = {symbol for symbol, holding in snapshot.holdings.items() if holding.quantity > 0}
+    pending = len(exposed - held)
+    counted = f" ({pending} of them opened by open buy orders)" if pending else ""
     return RiskCheck(
         CheckName.OPEN_POSITIONS,
         after <= limit,
-        f"the order opens a position in {intent.symbol}: {after} positions after it; limit {limit}",
+        f"the order opens a position in {intent.symbol}: {after} positions after it"
+        f"{counted}; limit {limit}",
     )
 
 

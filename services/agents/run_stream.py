@@ -27,12 +27,21 @@ A run nobody listens to is not built: whether the bus would deliver anything on
 run that opened unheard stays silent to its end, as a client joining mid-run would
 skip it anyway. The checks on the order of calls apply all the same.
 
+A run may be part of another (a coordination: services/agents/coordinator.py). Such a
+run is opened with `parent`: its RUN_STARTED names the parent's run as `parentRunId`,
+and each of its steps and messages is mirrored into the parent run, the step names
+prefixed with `label` ("Ann: model"), so a subscriber of the parent's channel sees
+every member's steps inside the one run it follows. `own_channel=False` keeps the run
+off its own channel (it would interleave with the parent's there, when both are on
+the same agent's channel): it is then seen through the parent only.
+
 Publishing is best effort: a failed publish is logged, counted and dropped, so a dead
 bus never breaks a trading cycle. Misuse is not: steps, messages and `finished` before
 `started`, any event after the run ended, `finished` with a step still open, or a
 second `started` raise RuntimeError. `failed` is accepted before `started` (AG-UI lets
 a stream open with `RUN_ERROR`), so an error path never masks the error it reports.
-One task drives a RunStream.
+One task drives a RunStream; a parent run's mirrored steps may come from its child
+runs' tasks at once, each under its own label.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from enum import Enum
 from functools import partial
 from typing import Any
@@ -90,7 +99,12 @@ class RunStream:
         user_id: uuid.UUID,
         run_id: uuid.UUID | None = None,
         thread_id: str | None = None,
+        parent: RunStream | None = None,
+        label: str | None = None,
+        own_channel: bool = True,
     ) -> None:
+        if parent is not None and not label:
+            raise ValueError("a run inside another needs a label for its steps there")
         self._bus = bus
         self._channel = agent_channel(agent_id)
         self._agent_id = agent_id
@@ -100,6 +114,9 @@ class RunStream:
         self._state = _State.NEW
         self._open_steps: list[str] = []
         self._heard = False
+        self._parent = parent
+        self._label = label or ""
+        self._own_channel = own_channel
         self.publish_failures = 0
 
     @property
@@ -113,7 +130,7 @@ class RunStream:
     async def started(self, *, input: Mapping[str, Any] | None = None) -> None:
         """Opens the run; `input` (the cycle's inputs) travels as the run input's forwardedProps."""
         self._require(_State.NEW, "started")
-        self._heard = self._bus.listening(self._channel)
+        self._heard = self._listened()
         self._state = _State.RUNNING
 
         def event() -> BaseEvent:
@@ -130,6 +147,7 @@ class RunStream:
             return RunStartedEvent(
                 thread_id=self._thread_id,
                 run_id=str(self._run_id),
+                parent_run_id=str(self._parent.run_id) if self._parent is not None else None,
                 protocol_version=PROTOCOL_VERSION,
                 input=run_input,
                 timestamp=_now_ms(),
@@ -150,7 +168,8 @@ class RunStream:
         self._open_steps.append(name)
         await self._emit(lambda: StepStartedEvent(step_name=name, timestamp=_now_ms()))
         try:
-            yield
+            async with self._in_parent(name):
+                yield
         finally:
             self._open_steps.remove(name)
             # After RUN_ERROR nothing may follow; the error already closed every step.
@@ -163,6 +182,8 @@ class RunStream:
             raise ValueError("chunk_chars must be >= 1")
         self._require(_State.RUNNING, "message")
         message_id = str(uuid.uuid4())
+        if self._parent is not None and self._parent.running:
+            await self._parent.message(f"{self._label}: {text}", chunk_chars=chunk_chars)
         if not self._heard:
             return message_id
         await self._emit(
@@ -202,9 +223,22 @@ class RunStream:
         if self._state in (_State.FINISHED, _State.FAILED):
             raise RuntimeError(f"failed after the run already {self._state.value}")
         if self._state is _State.NEW:
-            self._heard = self._bus.listening(self._channel)
+            self._heard = self._listened()
         self._state = _State.FAILED
         await self._emit(lambda: RunErrorEvent(message=message, code=code, timestamp=_now_ms()))
+
+    @property
+    def running(self) -> bool:
+        return self._state is _State.RUNNING
+
+    def _listened(self) -> bool:
+        return self._own_channel and self._bus.listening(self._channel)
+
+    def _in_parent(self, name: str) -> AbstractAsyncContextManager[None]:
+        """The step mirrored into the parent run, while that run is open."""
+        if self._parent is None or not self._parent.running:
+            return nullcontext()
+        return self._parent.step(f"{self._label}: {name}")
 
     def _require(self, state: _State, what: str) -> None:
         if self._state is not state:

@@ -4,12 +4,14 @@ One agent's decision cycle (context, model, risk, execution, the decision log an
 events) is services/agents/cycle.py, coordination services/agents/coordinator.py; this
 service decides when a cycle runs and for whom.
 
-Status: inactive -> active (start; refused with the reason when the provider cannot
-be used) -> paused (cost budget spent) / error (the provider became unusable) /
-inactive (stop). Each change is an `agent_status` event. Active agents resume after a
-restart. One agent never runs two cycles at once: its in-process lock is kept here
-(a coordination view takes it too); the cycle takes it, and a cache lock across
-instances.
+Status: inactive -> active (start; refused with the reason when a provider cannot be
+used or a model's cost is unknown without a token budget) -> paused (daily budget
+spent; lifted at the next UTC midnight, services/agents/resume.py) / error (the
+provider became unusable, or AGENT_MAX_INVALID_ANSWERS invalid answers in a row) /
+inactive (stop, which wins over a pending resume). Each change is an
+`agent_status` event. Active agents resume after a restart. One agent never runs two
+cycles at once: its in-process lock is kept here (a coordination view takes it too);
+the cycle takes it, and a cache lock across instances.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +29,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
-from core.exceptions import AppError, NotFoundError, ValidationFailedError
+from core.exceptions import AppError, NotFoundError
 from core.service_registry import ServiceHealth
 from core.supervision import SupervisedTask, wait_event
 from database.orm import Agent, TradingAccount
@@ -45,18 +47,24 @@ from models.agents import (
     DecisionDetailRead,
     DecisionQuery,
     DecisionRead,
-    ReplayRead,
 )
 from models.base import Page
 from models.calibration import Calibration
-from models.decisions import (
-    Decision,
-)
+from models.decisions import Decision
 from models.enums import (
     AgentStatus,
     DecisionTrigger,
 )
 from models.events import Channel, EventType
+from models.replay import ReplayRead, ReplayRequest
+from services.agents.choice import (
+    ModelChoice,
+    check_deadline,
+    check_name,
+    invalid_answer,
+    invalid_streak,
+    resolve_symbols,
+)
 from services.agents.context import (
     ContextBuilder,
     last_decided,
@@ -68,11 +76,12 @@ from services.agents.coordinator import Coordinator
 from services.agents.cycle import BudgetSpentError as BudgetSpentError
 from services.agents.cycle import DecisionCycle
 from services.agents.decision_log import DecisionLog
+from services.agents.replay import Replayer
+from services.agents.resume import ROLLED_OVER, PausedAgents, lift, next_utc_midnight
 from services.agents.updates import check_fixed
 from services.infra.cache import CacheService, LockNotAcquiredError
 from services.infra.database import DatabaseService
 from services.infra.event_bus import EventBus
-from services.llm.base import ProviderConfigError
 from services.llm.service import LLMService
 from services.market_data.service import MarketDataService
 from services.paper_trading.service import PaperTradingService
@@ -108,6 +117,7 @@ class AgentService:
         self._bus = event_bus
         self._settings = settings
         self._config = settings.agents
+        self._choice = ModelChoice(llm)
         self._schedule: dict[uuid.UUID, _Scheduled] = {}
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
@@ -127,6 +137,8 @@ class AgentService:
             lock=self._lock,
             set_status=self._set_status,
             publish=self._publish,
+            deadline_seconds=self._config.cycle_deadline_seconds,
+            lock_seconds=self._config.cycle_lock_seconds,
         )
         self._coordinator = Coordinator(
             database, market_data, self._context, self._decisions, self._decision_cycle, self._lock
@@ -134,10 +146,14 @@ class AgentService:
         self._wake = asyncio.Event()
         self._loop = SupervisedTask("agent_scheduler", self._run)
         self.cycle_errors = 0
+        # Wall clock (UTC) of budget windows and resumes; tests set their own.
+        self.clock: Callable[[], datetime] = utcnow
+        self._paused = PausedAgents()
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        check_deadline(self._settings)
         closed = await self._decisions.close_interrupted()
         if closed:
             log.warning("interrupted_decisions_closed", count=closed)
@@ -146,7 +162,8 @@ class AgentService:
             decided = await last_decided(session, [agent.id for agent in active])
             for agent in active:
                 self._plan_next(agent, decided.get(agent.id))
-        log.info("agents_resumed", count=len(self._schedule))
+            await self._paused.load(session)
+        log.info("agents_resumed", count=len(self._schedule), paused=len(self._paused))
         if self._config.scheduler_enabled:
             self._loop.start()
 
@@ -159,6 +176,7 @@ class AgentService:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight.clear()
         self._schedule.clear()
+        self._paused.clear()
 
     async def health(self) -> ServiceHealth:
         data = {
@@ -201,7 +219,28 @@ class AgentService:
                     self._inflight[entry.agent_id] = asyncio.create_task(
                         self._scheduled_cycle(entry), name=f"agent-cycle-{entry.agent_id}"
                     )
+            await self.resume_due()
             await wait_event(self._wake, tick)
+
+    async def resume_due(self) -> list[uuid.UUID]:
+        """Budget-paused agents whose pause has lifted (the UTC day rolled over) made
+        active again and announced with the reason; the ids resumed."""
+        now, resumed = self.clock(), []
+        for agent_id, user_id in self._paused.due(now):
+            try:
+                async with self._database.database.transaction() as session:
+                    agent, lifted = await lift(session, user_id, agent_id, now)
+            except NotFoundError:
+                continue  # deleted meanwhile
+            if agent.status == AgentStatus.ACTIVE.value and agent.id not in self._schedule:
+                self._plan_next(agent)  # or resumed by another instance
+            if lifted:
+                resumed.append(agent_id)
+                log.info("agent_resumed", agent_id=str(agent_id), reason=ROLLED_OVER)
+                await self._announce_status(
+                    user_id, agent_id, AgentStatus.PAUSED.value, AgentStatus.ACTIVE, ROLLED_OVER
+                )
+        return resumed
 
     async def _scheduled_cycle(self, entry: _Scheduled) -> None:
         try:
@@ -227,9 +266,11 @@ class AgentService:
     # -- CRUD ------------------------------------------------------------------------
 
     async def create_agent(self, user_id: uuid.UUID, body: AgentCreate) -> AgentRead:
-        provider = self._provider_name(body.llm_provider or self._llm.default_provider())
-        model = body.llm_model or self._default_model(provider)
-        symbols = self._resolve_symbols(body.symbols)
+        provider = self._choice.provider_name(body.llm_provider or self._llm.default_provider())
+        model = body.llm_model or self._choice.default_model(provider)
+        fallbacks = self._choice.fallbacks(body.llm_fallbacks, provider, model)
+        self._choice.check_costs(provider, model, fallbacks, body.daily_token_budget)
+        symbols = resolve_symbols(self._market, body.symbols)
         paper = self._settings.paper
         async with self._database.database.transaction() as session:
             agent = Agent(
@@ -248,8 +289,10 @@ class AgentService:
                 llm_model=model,
                 decision_interval_seconds=body.decision_interval_seconds,
                 daily_cost_budget=body.daily_cost_budget,
+                daily_token_budget=body.daily_token_budget,
+                llm_fallbacks=fallbacks,
             )
-            await self._check_name(session, user_id, body.name, None)
+            await check_name(session, user_id, body.name, None)
             await agents_repo.add(session, agent)
             account = await create_paper_account(
                 session,
@@ -263,21 +306,6 @@ class AgentService:
             read = self._read(agent, account)
         log.info("agent_created", agent_id=str(agent.id), provider=agent.llm_provider)
         return read
-
-    def _resolve_symbols(self, raw: Sequence[str]) -> list[str]:
-        symbols = [self._market.resolve_symbol(s) for s in raw]
-        if len(set(symbols)) != len(symbols):
-            raise ValidationFailedError("symbols name a pair twice", details={"symbols": symbols})
-        return symbols
-
-    @staticmethod
-    async def _check_name(
-        session: AsyncSession, user_id: uuid.UUID, name: str, agent_id: uuid.UUID | None
-    ) -> None:
-        if await agents_repo.name_taken(session, name, user_id=user_id, except_agent_id=agent_id):
-            raise ValidationFailedError(
-                f"an agent named {name!r} already exists", code="name_taken", details={"name": name}
-            )
 
     @staticmethod
     def _read(
@@ -326,20 +354,27 @@ class AgentService:
             agent, account = await owned_agent(session, user_id, agent_id)
             check_fixed(agent, account, body)
             if "name" in changes:
-                await self._check_name(session, user_id, changes["name"], agent_id)
+                await check_name(session, user_id, changes["name"], agent_id)
             if body.symbols is not None:
-                changes["symbols"] = self._resolve_symbols(body.symbols)
+                changes["symbols"] = resolve_symbols(self._market, body.symbols)
             if body.personality is not None:
                 changes["personality"] = body.personality.stored()
             provider = agent.llm_provider
             if body.llm_provider is not None:
-                provider = changes["llm_provider"] = self._provider_name(body.llm_provider)
+                provider = changes["llm_provider"] = self._choice.provider_name(body.llm_provider)
                 # Another provider without a model: its default, never the old one's.
                 if provider != agent.llm_provider and body.llm_model is None:
-                    changes["llm_model"] = self._default_model(provider)
+                    changes["llm_model"] = self._choice.default_model(provider)
             model = changes.get("llm_model", agent.llm_model)
+            fallbacks = agent.llm_fallbacks
+            if body.llm_fallbacks is not None:
+                fallbacks = changes["llm_fallbacks"] = self._choice.fallbacks(
+                    body.llm_fallbacks, provider, model
+                )
+            tokens = changes.get("daily_token_budget", agent.daily_token_budget)
+            self._choice.check_costs(provider, model, fallbacks, tokens)
             if agent.status == AgentStatus.ACTIVE.value:
-                self._check_provider(provider, model)
+                self._choice.check_usable(provider, model, fallbacks)
             for name, value in changes.items():
                 setattr(agent, name, value)
             agent.updated_at = utcnow()
@@ -348,28 +383,6 @@ class AgentService:
         if agent.id in self._schedule:
             self._schedule[agent.id].interval = float(agent.decision_interval_seconds)
         return read
-
-    def _provider_name(self, provider: str) -> str:
-        try:
-            return self._llm.provider_name(provider)
-        except ProviderConfigError as e:
-            raise ValidationFailedError(e.message, code=e.code, details=e.details) from e
-
-    def _default_model(self, provider: str) -> str:
-        try:
-            return self._llm.default_model(provider)
-        except ProviderConfigError as e:
-            raise ValidationFailedError(e.message, code=e.code, details=e.details) from e
-
-    def _check_provider(self, provider: str, model: str) -> None:
-        try:
-            self._llm.check_agent_config(provider, model)
-        except ProviderConfigError as e:
-            raise ValidationFailedError(
-                f"the agent cannot run: {e.message}",
-                code="agent_cannot_start",
-                details={"provider": provider, "reason": e.reason},
-            ) from e
 
     async def delete_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> None:
         """Stops the agent, cancels its open orders, keeps its history (soft delete)."""
@@ -383,9 +396,9 @@ class AgentService:
                 previous = agent.status
                 agent.status = AgentStatus.INACTIVE.value
                 agent.status_reason = "deleted"
+                agent.paused_until = None
                 agent.deleted_at = utcnow()
                 account.is_active = False
-        self._llm.forget_agent(str(agent_id))
         log.info("agent_deleted", agent_id=str(agent_id), orders_cancelled=cancelled)
         await self._announce_status(user_id, agent_id, previous, AgentStatus.INACTIVE, "deleted")
 
@@ -410,41 +423,54 @@ class AgentService:
         """Active from now on; 422 with the reason when its provider cannot be used."""
         async with self._database.database.transaction() as session:
             agent, account = await owned_agent(session, user_id, agent_id)
-            self._check_provider(agent.llm_provider, agent.llm_model)
+            self._choice.check_agent(agent)
             previous = agent.status
             agent.status = AgentStatus.ACTIVE.value
             agent.status_reason = None
+            agent.paused_until = None
             await session.flush()
             read = await self._read_in(session, agent, account)
+        self._paused.hold(agent_id, user_id, None)
         self._plan_next(agent)
         await self._announce_status(user_id, agent_id, previous, AgentStatus.ACTIVE, None)
         return read
 
     async def stop_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> AgentRead:
-        """Inactive from now on; a cycle under way finishes."""
+        """Inactive from now on, a pending budget resume cancelled; a cycle finishes."""
         async with self._database.database.transaction() as session:
             agent, account = await owned_agent(session, user_id, agent_id)
             previous = agent.status
             agent.status = AgentStatus.INACTIVE.value
             agent.status_reason = "stopped by the user"
+            agent.paused_until = None  # a stop wins over a pending resume
             await session.flush()
             read = await self._read_in(session, agent, account)
         self._unschedule(agent_id)
+        self._paused.hold(agent_id, user_id, None)
         await self._announce_status(
             user_id, agent_id, previous, AgentStatus.INACTIVE, "stopped by the user"
         )
         return read
 
     async def _set_status(
-        self, user_id: uuid.UUID, agent_id: uuid.UUID, status: AgentStatus, reason: str
+        self,
+        user_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        status: AgentStatus,
+        reason: str,
+        *,
+        until_rollover: bool = False,
     ) -> None:
+        until = next_utc_midnight(self.clock()) if until_rollover else None
         async with self._database.database.transaction() as session:
             agent, _ = await owned_agent(session, user_id, agent_id)
             previous = agent.status
             agent.status = status.value
             agent.status_reason = reason
+            agent.paused_until = until
         if status is not AgentStatus.ACTIVE:
             self._unschedule(agent_id)
+        self._paused.hold(agent_id, user_id, until)
         log.warning("agent_status_changed", agent_id=str(agent_id), status=status, reason=reason)
         await self._announce_status(user_id, agent_id, previous, status, reason)
 
@@ -483,6 +509,7 @@ class AgentService:
                 next_run = None
                 if entry is not None and agent.status == AgentStatus.ACTIVE.value:
                     next_run = now_wall + timedelta(seconds=max(0.0, entry.next_at - now))
+                usage = await spent_today(session, agent.id)
                 reads.append(
                     AgentStatusRead(
                         id=agent.id,
@@ -492,8 +519,12 @@ class AgentService:
                         last_decision_at=decided.get(agent.id),
                         next_run_at=next_run,
                         running=agent.id in self._inflight or self._lock(agent.id).locked(),
-                        cost_today=await spent_today(session, agent.id),
+                        paused_until=agent.paused_until,
+                        cost_today=usage.cost,
+                        unknown_cost_calls_today=usage.unknown_cost_calls,
+                        tokens_today=usage.tokens,
                         daily_cost_budget=agent.daily_cost_budget,
+                        daily_token_budget=agent.daily_token_budget,
                         stats=await self._context.stats(session, account),
                     )
                 )
@@ -518,9 +549,16 @@ class AgentService:
         given: Decision | None = None,
         coordination_id: uuid.UUID | None = None,
     ) -> DecisionRead:
-        return await self._decision_cycle.run(
+        read = await self._decision_cycle.run(
             user_id, agent_id, trigger, given=given, coordination_id=coordination_id
         )
+        if invalid_answer(read.status.value, read.result):
+            limit = self._config.max_invalid_answers
+            async with self._database.database.read() as session:
+                reason = await invalid_streak(session, user_id, agent_id, limit)
+            if reason is not None:
+                await self._set_status(user_id, agent_id, AgentStatus.ERROR, reason)
+        return read
 
     # -- the decision log ------------------------------------------------------------
 
@@ -537,10 +575,17 @@ class AgentService:
         return await self._decisions.get_decision(user_id, agent_id, decision_id)
 
     async def replay_decision(
-        self, user_id: uuid.UUID, agent_id: uuid.UUID, decision_id: uuid.UUID
+        self,
+        user_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        decision_id: uuid.UUID,
+        body: ReplayRequest | None = None,
     ) -> ReplayRead:
-        """The stored answer parsed and planned again: the same decision and action?"""
-        return await self._decisions.replay_decision(user_id, agent_id, decision_id)
+        """The decision made again on its stored context (the local rules re-run, or the
+        prompt re-asked of a model) and re-planned on its stored inputs, every difference
+        reported. Places nothing (services/agents/replay.py)."""
+        replayer = Replayer(self._decisions, self._market, self._llm)
+        return await replayer.replay(user_id, agent_id, decision_id, body)
 
     async def calibration(self, user_id: uuid.UUID, agent_id: uuid.UUID) -> Calibration:
         """Win rate of the agent's executed trades by confidence."""
@@ -551,4 +596,4 @@ class AgentService:
     async def coordinate(self, user_id: uuid.UUID, body: CoordinateRequest) -> CoordinationRead:
         """Every member decides on the symbol at once; the views are combined by a
         confidence-weighted vote with a risk veto (services/agents/coordinator.py)."""
-        return await self._coordinator.coordinate(user_id, body)
+        return await self._coordinator.coordinate(user_id, body, bus=self._bus)

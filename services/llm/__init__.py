@@ -2,12 +2,13 @@
 
 `services.llm.service.LLMService` is the entry point; `providers/` holds the providers
 (`local`, OpenAI-family, Anthropic), beside their shared result and error tree, prompts,
-pricing and the per-agent circuit breaker.
+pricing and the per-provider circuit breaker.
 """
 
 from services.llm.base import (
     InvalidDecisionError,
     LLMProvider,
+    ModelRefusalError,
     ProviderConfigError,
     ProviderError,
     ProviderRateLimitedError,
@@ -15,9 +16,10 @@ from services.llm.base import (
     ProviderTimeoutError,
     ProviderUnavailableError,
     RetryPolicy,
+    TruncatedAnswerError,
 )
 from services.llm.breaker import BreakerState, CircuitBreaker
-from services.llm.pricing import ModelPrice, PriceTable
+from services.llm.pricing import ModelPrice, PriceTable, TokenUsage
 
 __all__ = [
     "BreakerState",
@@ -25,6 +27,7 @@ __all__ = [
     "InvalidDecisionError",
     "LLMProvider",
     "ModelPrice",
+    "ModelRefusalError",
     "PriceTable",
     "ProviderConfigError",
     "ProviderError",
@@ -33,4 +36,6 @@ __all__ = [
     "ProviderTimeoutError",
     "ProviderUnavailableError",
     "RetryPolicy",
+    "TokenUsage",
+    "TruncatedAnswerError",
 ]

@@ -10,6 +10,18 @@ A chat provider makes at most two answers per decision: the first, and one repai
 one HTTP request retried on timeouts, 429 and 5xx/connection errors with exponential
 backoff, honouring Retry-After; the SDKs' own retries are off so every attempt is
 counted here and the delays can be injected.
+
+Two answers end differently:
+- cut off by the output token cap (OpenAI `finish_reason` "length", Anthropic
+  `stop_reason` "max_tokens"): asked once more with the cap doubled, up to the
+  provider's ceiling; cut again (or no room to grow), the decision fails with
+  `TruncatedAnswerError` (reason `truncated`). One such retry per decision.
+- a refusal (OpenAI `message.refusal` or `finish_reason` "content_filter", Anthropic
+  `stop_reason` "refusal"): the decision ends at once with `ModelRefusalError`
+  (reason `refused` or `content_filter`), the model's words kept in `raw_answers`;
+  never repaired, never retried.
+Neither counts against the provider's circuit breaker, and neither moves a decision
+to a fallback provider: the provider answered.
 """
 
 from __future__ import annotations
@@ -33,7 +45,7 @@ from core.exceptions import UpstreamError
 from models.agents import unstorable
 from models.decisions import AgentContext, Decision
 from models.enums import DecisionType
-from services.llm.pricing import PriceTable
+from services.llm.pricing import PriceTable, TokenUsage
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +62,9 @@ class ProviderError(UpstreamError):
     retryable = False
     # A malformed answer proves the provider is up; only failures to answer open a breaker.
     counts_against_breaker = True
+    # The provider could not answer at all (down, slow, rate limited, not configured):
+    # a decision with fallbacks moves on to the next provider.
+    falls_back = False
 
     def __init__(
         self,
@@ -76,6 +91,7 @@ class ProviderTimeoutError(ProviderError):
     status_code = 504
     reason = "timeout"
     retryable = True
+    falls_back = True
 
 
 class ProviderRateLimitedError(ProviderError):
@@ -83,6 +99,7 @@ class ProviderRateLimitedError(ProviderError):
     status_code = 503
     reason = "rate_limited"
     retryable = True
+    falls_back = True
 
 
 class ProviderUnavailableError(ProviderError):
@@ -92,6 +109,7 @@ class ProviderUnavailableError(ProviderError):
     status_code = 503
     reason = "unavailable"
     retryable = True
+    falls_back = True
 
 
 class InvalidDecisionError(ProviderError):
@@ -125,6 +143,33 @@ class ProviderConfigError(ProviderError):
     code = "llm_provider_config"
     status_code = 422
     reason = "config"
+    falls_back = True
+
+
+class ModelRefusalError(ProviderError):
+    """The model declined to answer (reason `refused`) or the provider's content filter
+    stopped the answer (reason `content_filter`); `refusal` is what the model said."""
+
+    code = "llm_model_refused"
+    status_code = 422
+    reason = "refused"
+    counts_against_breaker = False
+
+    def __init__(
+        self, message: str, *, refusal: str, provider: str | None = None, reason: str | None = None
+    ) -> None:
+        self.refusal = refusal
+        super().__init__(message, provider=provider, reason=reason, details={"refusal": refusal})
+
+
+class TruncatedAnswerError(ProviderError):
+    """The answer was cut off by the output token cap, again after the one retry with a
+    larger cap (or the cap could not grow)."""
+
+    code = "llm_answer_truncated"
+    status_code = 502
+    reason = "truncated"
+    counts_against_breaker = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +179,15 @@ class ProviderResult:
     `request` is the last request sent (it holds the whole conversation, repair turn
     included) as JSON-ready data; `raw_answers` every answer text received, in order.
     Tokens are summed over the answers received (None when no answer reported usage);
-    `cost` is None when unknown (a model missing from the price table), never a guess;
-    0 when no answer came back (failed requests are not billed).
+    `cached_prompt_tokens` is the part of `prompt_tokens` read from the provider's
+    prompt cache. `cost` is None when unknown (a model missing from the price table),
+    never a guess; 0 when no answer came back (failed requests are not billed).
     `attempts` counts HTTP requests, retries and the repair included; `repaired` says a
-    repair request was sent.
+    repair request was sent; `enlarged` that an answer cut off by the token cap was
+    asked again with a larger cap.
+    `provider`/`model` name who answered; `fallback_from` lists the providers tried
+    before it that could not answer, in order: {provider, model, reason, message,
+    attempts, cost}. Their cost and tokens are included in this result's totals.
     """
 
     provider: str
@@ -152,6 +202,9 @@ class ProviderResult:
     latency_ms: int = 0
     attempts: int = 0
     repaired: bool = False
+    cached_prompt_tokens: int | None = None
+    enlarged: bool = False
+    fallback_from: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if (self.decision is None) == (self.error is None):
@@ -197,6 +250,9 @@ class ProviderResult:
             "latency_ms": self.latency_ms,
             "attempts": self.attempts,
             "repaired": self.repaired,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
+            "enlarged": self.enlarged,
+            "fallback_from": [dict(entry) for entry in self.fallback_from],
         }
 
 
@@ -260,7 +316,10 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = No
 class Answer:
     """One answer from a model. `payload` is set when the SDK already parsed the JSON
     (Anthropic's tool input); `problem` when the answer has no decision at all (no tool
-    call, a refusal). `cost` is what the provider reported it charged, if it did."""
+    call). `cost` is what the provider reported it charged, if it did. `truncated`: cut
+    off by the token cap; `refusal`: the model declined (its words in `raw_text`), with
+    `refusal` the reason code (`refused`, `content_filter`). `cached_tokens` and the
+    cache writes are parts of `prompt_tokens` (see `pricing.TokenUsage`)."""
 
     raw_text: str
     payload: Any = None
@@ -269,6 +328,22 @@ class Answer:
     completion_tokens: int | None = None
     cost: Decimal | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    truncated: bool = False
+    refusal: str | None = None
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+
+    def usage(self) -> TokenUsage | None:
+        if self.prompt_tokens is None:
+            return None
+        return TokenUsage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens or 0,
+            cached_tokens=self.cached_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens,
+        )
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
@@ -325,12 +400,15 @@ class _Tally:
     raw_answers: list[str] = field(default_factory=list)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None
     cost: Decimal | None = Decimal(0)
+    enlarged: bool = False
 
     def add(self, answer: Answer, cost: Decimal | None) -> None:
         self.raw_answers.append(answer.raw_text)
         if answer.prompt_tokens is not None:
             self.prompt_tokens = (self.prompt_tokens or 0) + answer.prompt_tokens
+            self.cached_tokens = (self.cached_tokens or 0) + answer.cached_tokens
         if answer.completion_tokens is not None:
             self.completion_tokens = (self.completion_tokens or 0) + answer.completion_tokens
         # One answer of unknown cost makes the total unknown.
@@ -370,24 +448,28 @@ class ChatProvider(LLMProvider):
         """The request continued with the bad answer and a request to correct it."""
 
     @abc.abstractmethod
+    def _enlarged_request(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The same request with a larger output token cap; None when it cannot grow."""
+
+    @abc.abstractmethod
     def _translate(self, error: Exception) -> ProviderError | None:
         """The SDK error as a ProviderError; None for anything that is not an SDK error."""
 
     async def decide(self, context: AgentContext, *, model: str) -> ProviderResult:
         started = self._clock()
         tally = _Tally()
-        request = self._initial_request(context, model)
+        sent = [self._initial_request(context, model)]
         repaired = False
         decision: Decision | None = None
         error: ProviderError | None = None
         try:
-            answer = await self._answer(request, model, tally)
+            answer = await self._complete(sent, model, tally)
             decision, problems = parse_decision(answer, context)
             if decision is None:
                 log.info("llm_answer_invalid", provider=self.name, model=model, problems=problems)
-                request = self._repair_request(request, answer, problems)
+                sent.append(self._repair_request(sent[-1], answer, problems))
                 repaired = True
-                answer = await self._answer(request, model, tally)
+                answer = await self._complete(sent, model, tally)
                 decision, problems = parse_decision(answer, context)
                 if decision is None:
                     raise InvalidDecisionError(
@@ -411,7 +493,7 @@ class ChatProvider(LLMProvider):
             model=model,
             decision=decision,
             error=error,
-            request=request,
+            request=sent[-1],
             raw_answers=tuple(tally.raw_answers),
             prompt_tokens=tally.prompt_tokens,
             completion_tokens=tally.completion_tokens,
@@ -419,7 +501,39 @@ class ChatProvider(LLMProvider):
             latency_ms=max(0, round((self._clock() - started) * 1000)),
             attempts=tally.attempts,
             repaired=repaired,
+            cached_prompt_tokens=tally.cached_tokens,
+            enlarged=tally.enlarged,
         )
+
+    async def _complete(self, sent: list[dict[str, Any]], model: str, tally: _Tally) -> Answer:
+        """One answer to the last request in `sent`: a refusal ends the decision; an
+        answer cut off by the token cap is asked again once (per decision) with a larger
+        cap, whose request is appended to `sent`."""
+        answer = await self._answer(sent[-1], model, tally)
+        if answer.truncated and not tally.enlarged:
+            larger = self._enlarged_request(sent[-1])
+            if larger is not None:
+                tally.enlarged = True
+                log.info("llm_answer_truncated_retry", provider=self.name, model=model)
+                sent.append(larger)
+                answer = await self._answer(larger, model, tally)
+        if answer.refusal is not None:
+            raise ModelRefusalError(
+                f"{self.name} refused to decide ({answer.refusal}): "
+                + (answer.raw_text or "no explanation given"),
+                refusal=answer.raw_text,
+                provider=self.name,
+                reason=answer.refusal,
+            )
+        if answer.truncated:
+            raise TruncatedAnswerError(
+                f"{self.name} cut the answer off at the output token cap "
+                f"({output_cap(sent[-1])} tokens)"
+                + (", again after a retry with a larger cap" if tally.enlarged else ""),
+                provider=self.name,
+                details={"max_output_tokens": output_cap(sent[-1])},
+            )
+        return answer
 
     async def _answer(self, request: dict[str, Any], model: str, tally: _Tally) -> Answer:
         attempt = 0
@@ -446,7 +560,29 @@ class ChatProvider(LLMProvider):
                 await self._sleep(delay)
                 continue
             cost = answer.cost
-            if cost is None and answer.prompt_tokens is not None:
-                cost = self._prices.cost(model, answer.prompt_tokens, answer.completion_tokens or 0)
+            usage = answer.usage()
+            if cost is None and usage is not None:
+                cost = self._prices.cost_of(model, usage)
             tally.add(answer, cost)
             return answer
+
+
+# The request keys that cap an answer's output tokens, by API.
+OUTPUT_CAP_KEYS = ("max_completion_tokens", "max_tokens")
+
+
+def output_cap(request: Mapping[str, Any]) -> int | None:
+    for key in OUTPUT_CAP_KEYS:
+        if isinstance(request.get(key), int):
+            return int(request[key])
+    return None
+
+
+def enlarge_output_cap(request: dict[str, Any], ceiling: int) -> dict[str, Any] | None:
+    """`request` with its output cap doubled, at most `ceiling`; None if it cannot grow."""
+    for key in OUTPUT_CAP_KEYS:
+        current = request.get(key)
+        if isinstance(current, int):
+            larger = min(current * 2, ceiling)
+            return {**request, key: larger} if larger > current else None
+    return None

@@ -1,4 +1,4 @@
-"""Circuit breakers, one per key (per agent).
+"""Circuit breakers, one per key (per provider: see `LLMService`).
 
 closed --N consecutive failures--> open --cooldown--> half-open --success--> closed
                                      ^                     |

@@ -14,7 +14,9 @@ from models.decisions import DECISION_TOOL_NAME, AgentContext, SymbolContext
 
 # Older candles add tokens but rarely change a decision; the indicators summarise them.
 MAX_CANDLES_IN_PROMPT = 30
-MAX_RECENT_DECISIONS = 5
+# The most AGENT_RECENT_DECISIONS allows: the context already holds as many as the
+# operator asked for, and all of them are told.
+MAX_RECENT_DECISIONS = 50
 
 
 class AnswerStyle(StrEnum):
@@ -48,6 +50,24 @@ def system_prompt(context: AgentContext, style: AnswerStyle) -> str:
             "A trade sets side and exactly one of quantity or fraction_of_equity; limit "
             "orders need limit_price, stop orders stop_price, stop_limit both. Fields "
             "that do not apply are null.",
+            "Limits you are held to (risk): a trade or rebalance below min_confidence is "
+            "refused; one buy is at most max_order_value; a symbol's position_value (its "
+            "holding plus your open buys still to fill) may reach max_position_value, so "
+            "terms[].position_room is what is left to buy of it; at most "
+            "max_open_positions symbols held or bought by an open order "
+            "(open_positions_remaining left); no buys once the day's loss reaches "
+            "max_daily_loss (daily_loss_remaining left). An order over a limit is refused.",
+            "Costs and rules per symbol (terms): fills pay maker_fee_bps when they rested "
+            "on the book and taker_fee_bps when they took liquidity (market orders take); "
+            "quantities round down to quantity_step, prices to price_tick; an order under "
+            "min_quantity or min_notional is refused.",
+            "open_orders are your account's orders still open: their cash and quantity are "
+            "locked and their buys count toward your positions. To cancel some, decide "
+            "cancel with their ids in order_ids (only those placed_by_agent).",
+            "A symbol whose candles have last_partial true: its last candle is still open, "
+            "its close is the latest price and it may still move, so indicators on it "
+            "can change before it closes.",
+            "recent_decisions are your own last decisions, newest first.",
             how,
         ]
     )
@@ -60,7 +80,13 @@ def context_payload(context: AgentContext) -> dict[str, Any]:
         mode="json", exclude={"agent_id", "personality", "strategies", "symbols"}
     )
     data["symbols"] = [_symbol_payload(symbol) for symbol in context.symbols]
-    data["recent_decisions"] = data["recent_decisions"][-MAX_RECENT_DECISIONS:]
+    # Newest first, whatever order the context holds them in: the slice keeps the latest.
+    newest = sorted(
+        zip(context.recent_decisions, data["recent_decisions"], strict=True),
+        key=lambda pair: pair[0].created_at,
+        reverse=True,
+    )
+    data["recent_decisions"] = [summary for _, summary in newest[:MAX_RECENT_DECISIONS]]
     return data
 
 
@@ -85,6 +111,8 @@ def _symbol_payload(symbol: SymbolContext) -> dict[str, Any]:
             ]
             for c in symbol.candles[-MAX_CANDLES_IN_PROMPT:]
         ],
+        # The last row may be the candle still open (system prompt: it repaints).
+        "last_partial": bool(symbol.candles) and symbol.candles[-1].partial,
     }
     if data.get("indicators"):
         data["indicators"] = _rounded(data["indicators"])

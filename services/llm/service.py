@@ -1,5 +1,5 @@
 """The LLM layer's front door: which providers are configured, one provider per name
-built on first use, and a circuit breaker per agent around every decision.
+built on first use, a circuit breaker per provider around every call, and fallbacks.
 
 Provider names (as agents store them): `local` (built-in rules, always available),
 `openai` (OPENAI_API_KEY; OPENAI_BASE_URL optional), `anthropic` (ANTHROPIC_API_KEY;
@@ -9,13 +9,23 @@ OPENAI_COMPATIBLE_API_KEY only if the server wants one).
 
 Every provider gets its own key and URL and nothing else: OPENAI_API_KEY goes to the
 `openai` provider's URL only, never to an OpenRouter or OpenAI-compatible server.
+
+The breaker is per provider: an outage opens it after `breaker_threshold` failed
+decisions, whichever agents made them, and from then on every agent on that provider
+is refused at once (reason `circuit_open`) until the cooldown lets one trial through.
+A decision may name fallbacks: `(provider, model)` pairs tried in order when the one
+before could not answer (open breaker, unavailable, timed out or rate limited after
+its retries, not configured or its key rejected); never after an answer, even an
+invalid one, a refusal or a truncated one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,17 +118,20 @@ class LLMService:
             await provider.close()
 
     async def health(self) -> ServiceHealth:
-        """Healthy unless some agent's breaker is open, which makes it degraded."""
-        not_closed = self._breakers.not_closed()
-        open_count = sum(1 for s in not_closed.values() if s is BreakerState.OPEN)
+        """Healthy unless some provider's breaker is open, which makes it degraded;
+        `breakers` has each provider's state (closed until it has failed)."""
+        states = {name.value: self._breakers.get(name.value).state for name in ProviderName}
+        open_names = [name for name, state in states.items() if state is BreakerState.OPEN]
+        half_open = sum(1 for state in states.values() if state is BreakerState.HALF_OPEN)
         data: dict[str, Any] = {
             "providers": {name.value: self._problem(name) is None for name in ProviderName},
             "default_provider": self.default_provider(),
-            "open_breakers": open_count,
-            "half_open_breakers": len(not_closed) - open_count,
+            "breakers": {name: state.value for name, state in states.items()},
+            "open_breakers": len(open_names),
+            "half_open_breakers": half_open,
         }
-        if open_count:
-            return ServiceHealth.degraded(f"{open_count} agent circuit(s) open", **data)
+        if open_names:
+            return ServiceHealth.degraded(f"circuit open for {', '.join(open_names)}", **data)
         return ServiceHealth.healthy("ok", **data)
 
     def configured_providers(self) -> list[str]:
@@ -176,18 +189,49 @@ class LLMService:
         return built
 
     async def decide(
-        self, agent_key: str, *, provider: str, model: str, context: AgentContext
+        self,
+        agent_key: str,
+        *,
+        provider: str,
+        model: str,
+        context: AgentContext,
+        fallbacks: Sequence[tuple[str, str]] = (),
     ) -> ProviderResult:
-        """One decision for an agent; an open breaker refuses at once without a request.
-        Never raises a ProviderError: failures come back in `result.error`."""
+        """One decision for an agent: `(provider, model)`, then each fallback in order
+        while the one before could not answer (see the module docstring); an open
+        breaker refuses at once without a request. The result names who answered (or
+        the last one tried) and lists the ones skipped in `fallback_from`, their cost
+        and tokens included in its totals. Never raises a ProviderError: failures come
+        back in `result.error`."""
+        chain = [(provider, model), *fallbacks]
+        skipped: list[ProviderResult] = []
+        for index, (name, chosen) in enumerate(chain):
+            result = await self._decide_once(agent_key, name, chosen, context)
+            error = result.error
+            if error is None or not error.falls_back or index == len(chain) - 1:
+                return _with_skipped(result, skipped)
+            log.info(
+                "llm_fallback",
+                agent=agent_key,
+                provider=result.provider,
+                model=chosen,
+                reason=error.reason,
+                next_provider=chain[index + 1][0],
+            )
+            skipped.append(result)
+        raise AssertionError("unreachable: the chain is never empty")
+
+    async def _decide_once(
+        self, agent_key: str, provider: str, model: str, context: AgentContext
+    ) -> ProviderResult:
         try:
             impl = self.provider_for(provider)
         except ProviderConfigError as e:
             return ProviderResult(provider=provider, model=model, error=e)
-        breaker = self._breakers.get(agent_key)
+        breaker = self._breakers.get(impl.name)
         if not breaker.allow():
             error = ProviderUnavailableError(
-                f"circuit open for agent {agent_key} after {breaker.consecutive_failures} "
+                f"circuit open for provider {impl.name} after {breaker.consecutive_failures} "
                 f"consecutive failures; next try in {breaker.retry_in():.0f}s",
                 provider=impl.name,
                 reason="circuit_open",
@@ -201,16 +245,14 @@ class LLMService:
             raise
         if result.error is not None and result.error.counts_against_breaker:
             breaker.record_failure()
+            log.info("llm_provider_failure", agent=agent_key, provider=impl.name)
         else:
             breaker.record_success()
         return result
 
-    def breaker_state(self, agent_key: str) -> BreakerState:
-        return self._breakers.get(agent_key).state
-
-    def forget_agent(self, agent_key: str) -> None:
-        """Drop an agent's breaker (the agent was deleted)."""
-        self._breakers.forget(agent_key)
+    def breaker_state(self, provider: str) -> BreakerState:
+        """The circuit state of a provider (by name, as agents store it)."""
+        return self._breakers.get(self._resolve(provider).value).state
 
     def _resolve(self, provider: str) -> ProviderName:
         try:
@@ -244,6 +286,7 @@ class LLMService:
         s = self._settings
         common: dict[str, Any] = {
             "timeout": s.llm_timeout_seconds,
+            "max_output_tokens": s.llm_max_completion_tokens,
             "prices": self._prices,
             "retry": self._retry,
             "sleep": self._sleep,
@@ -273,6 +316,8 @@ class LLMService:
                     "X-OpenRouter-Title": self._app_title,
                 },
                 reported_cost=True,
+                reasoning_effort=s.llm_reasoning_effort,
+                require_parameters=True,
                 **common,
             )
         if name is ProviderName.OPENAI:
@@ -288,6 +333,7 @@ class LLMService:
                     StructuredOutput.TOOL_CALL if is_openai else StructuredOutput.JSON_SCHEMA
                 ),
                 openai_account=True,
+                reasoning_effort=s.llm_reasoning_effort,
                 **common,
             )
         # OPENAI_COMPATIBLE: _problem() made sure its base URL is set.
@@ -296,5 +342,44 @@ class LLMService:
             api_key=_secret(s.openai_compatible_api_key) or _NO_KEY,
             base_url=s.openai_compatible_base_url or "",
             structured_output=StructuredOutput.JSON_SCHEMA,
+            reasoning_effort=s.llm_reasoning_effort,
             **common,
         )
+
+
+def _with_skipped(result: ProviderResult, skipped: Sequence[ProviderResult]) -> ProviderResult:
+    """`result` with the attempts before it recorded and their spend in its totals."""
+    if not skipped:
+        return result
+    entries = [
+        {
+            "provider": r.provider,
+            "model": r.model,
+            "reason": r.error.reason if r.error is not None else None,
+            "message": r.error.message if r.error is not None else None,
+            "attempts": r.attempts,
+            "cost": format(r.cost, "f") if r.cost is not None else None,
+        }
+        for r in skipped
+    ]
+    everything = [*skipped, result]
+    cost: Decimal | None = Decimal(0)
+    for r in everything:
+        # Refused before any request (not configured, circuit open): nothing spent.
+        spent = Decimal(0) if r.attempts == 0 and r.cost is None else r.cost
+        cost = None if spent is None or cost is None else cost + spent
+    return dataclasses.replace(
+        result,
+        fallback_from=entries,
+        cost=cost,
+        prompt_tokens=_total(r.prompt_tokens for r in everything),
+        completion_tokens=_total(r.completion_tokens for r in everything),
+        cached_prompt_tokens=_total(r.cached_prompt_tokens for r in everything),
+        attempts=sum(r.attempts for r in everything),
+        latency_ms=sum(r.latency_ms for r in everything),
+    )
+
+
+def _total(values: Any) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None

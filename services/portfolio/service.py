@@ -18,8 +18,8 @@ snapshot) and `sharpe_ratio` (over the last 30 days of snapshots), and publishes
 `portfolio_update` on the `portfolio` channel.
 
 The parts: valuation.py values an account, metrics.py computes the performance
-measures, rebalance.py plans the rebalancing orders (pure); the queries are in
-database/repositories/portfolio.py.
+measures, rebalance.py plans the rebalancing orders (pure), rebalancing.py shapes what
+placing them did and names them; the queries are in database/repositories/portfolio.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -50,13 +49,11 @@ from models.enums import OrderType
 from models.events import Channel, EventType
 from models.portfolio import (
     AccountMetricsRead,
-    AllocationRead,
     PerformancePeriod,
     PerformanceRead,
     PortfolioSnapshotRead,
     PortfolioSummaryRead,
     RebalanceOrderRead,
-    RebalanceOrderStatus,
     RebalancePlanRead,
     RebalanceRequest,
 )
@@ -71,8 +68,18 @@ from services.portfolio.rebalance import (
     Holding,
     PlannedOrder,
     Quote,
-    RebalancePlan,
     plan_rebalance,
+)
+from services.portfolio.rebalancing import (
+    RISK_REFUSED,
+    Link,
+    OrderCheck,
+    checked,
+    client_order_id,
+    order_read,
+    plan_prefix,
+    plan_read,
+    replayed_order,
 )
 from services.portfolio.valuation import MarketPrices, Valuation, value_at_mark
 from utils import performance
@@ -80,8 +87,10 @@ from utils import performance
 __all__ = [
     "DAILY_WINDOW",
     "DEFAULT_CURVE_POINTS",
+    "RISK_REFUSED",
     "SHARPE_WINDOW",
     "MarketPrices",
+    "OrderCheck",
     "OrderPlacer",
     "PortfolioService",
     "Valuation",
@@ -372,15 +381,20 @@ class PortfolioService:
         *,
         idempotency_key: str | None = None,
         decision_id: uuid.UUID | None = None,
+        check: OrderCheck | None = None,
     ) -> RebalancePlanRead:
         """Market orders from the holdings to the target weights: sells, then buys. A
         dry run returns the plan only. Orders are placed one by one (no all-or-nothing):
         each reports placed or failed, with the reason. They carry the account's agent
-        and `decision_id` (the agent decision that asked for it).
+        and `decision_id` (the agent decision that asked for it). With a `check`, each
+        order is placed only if it passes (in order, told what the earlier ones did);
+        a refused one is reported skipped (`risk_refused`), with the reasons.
 
         With an `idempotency_key` the plan's id is derived from it (per user and
-        account): a retry finds the orders the first run placed and returns them
-        (`replayed`) instead of rebalancing a second time."""
+        account) and each order's client_order_id from the plan and its symbol: a
+        retry finds the orders the first run placed and returns them (`replayed`)
+        instead of rebalancing a second time, and a retry racing the first places no
+        symbol's order twice."""
         async with self._read() as session:
             account = await find_account(session, user_id, request.account_id)
             valued = await self.value_account(session, account)
@@ -390,7 +404,7 @@ class PortfolioService:
                 plan_id = uuid.uuid5(_PLAN_NAMESPACE, f"{user_id}/{account.id}/{idempotency_key}")
                 if not request.dry_run:
                     earlier = await order_repo.with_client_prefix(
-                        session, account.id, _plan_prefix(plan_id)
+                        session, account.id, plan_prefix(plan_id)
                     )
         targets = self._resolve_targets(request, account.base_currency)
         free = {b.asset: b.free for b in valued.balances}
@@ -415,17 +429,19 @@ class PortfolioService:
             raise ValidationFailedError(str(e), code="cannot_rebalance") from e
         if earlier:
             log.info("portfolio_rebalance_replayed", plan_id=str(plan_id), orders=len(earlier))
-            replay = [_replayed_order(read_order(row, [])) for row in earlier]
-            read = _plan_read(plan_id, account.id, False, plan, targets, replay)
+            replay = [replayed_order(read_order(row, [])) for row in earlier]
+            read = plan_read(plan_id, account.id, False, plan, targets, replay)
             read.replayed = True
             return read
+        link = Link(account.agent_id, decision_id, check)
         if request.dry_run:
-            orders = [_order_read(o, None) for o in plan.orders]
-        else:
-            link = _Link(account.agent_id, decision_id)
             orders = [
-                await self._execute(user_id, account.id, plan_id, index, planned, link)
-                for index, planned in enumerate(plan.orders)
+                checked(planned, link) or order_read(planned, None) for planned in plan.orders
+            ]
+        else:
+            orders = [
+                await self._execute(user_id, account.id, plan_id, planned, link)
+                for planned in plan.orders
             ]
         log.info(
             "portfolio_rebalanced",
@@ -434,7 +450,7 @@ class PortfolioService:
             dry_run=request.dry_run,
             orders=len(orders),
         )
-        return _plan_read(plan_id, account.id, request.dry_run, plan, targets, orders)
+        return plan_read(plan_id, account.id, request.dry_run, plan, targets, orders)
 
     def _resolve_targets(self, request: RebalanceRequest, currency: str) -> dict[str, Decimal]:
         """Canonical symbol -> weight; unknown symbols are 404, other quotes are 422."""
@@ -470,20 +486,22 @@ class PortfolioService:
         user_id: uuid.UUID,
         account_id: uuid.UUID,
         plan_id: uuid.UUID,
-        index: int,
         planned: PlannedOrder,
-        link: _Link,
+        link: Link,
     ) -> RebalanceOrderRead:
         if planned.skipped:
-            return _order_read(planned, None)
+            return order_read(planned, None)
+        refused = checked(planned, link, placing=True)
+        if refused is not None:
+            return refused
         request = OrderCreate(
             symbol=planned.symbol,
             side=planned.side,
             order_type=OrderType.MARKET,
             quantity=planned.quantity,
             account_id=account_id,
-            # Idempotent per plan: a retried placement returns the same order.
-            client_order_id=f"{_plan_prefix(plan_id)}{index}",
+            # Idempotent per plan and symbol: a retried placement returns the same order.
+            client_order_id=client_order_id(plan_id, planned.symbol),
             strategy="rebalance",
         )
         try:
@@ -492,92 +510,10 @@ class PortfolioService:
             )
         except AppError as e:
             log.warning("rebalance_order_failed", plan_id=str(plan_id), code=e.code)
-            return _order_read(planned, None, failure=e)
-        return _order_read(planned, order)
+            return order_read(planned, None, failure=e)
+        if link.check is not None:
+            link.check.placed(planned, order)
+        return order_read(planned, order)
 
 
 _PLAN_NAMESPACE = uuid.UUID("6f1d4c2e-0a9b-5b7e-9c1d-3e5f7a9b1c2d")
-
-
-def _plan_prefix(plan_id: uuid.UUID) -> str:
-    return f"rebalance-{plan_id.hex}-"
-
-
-@dataclass(frozen=True, slots=True)
-class _Link:
-    """Who a rebalance's orders are for: the account's agent, the decision behind it."""
-
-    agent_id: uuid.UUID | None
-    decision_id: uuid.UUID | None
-
-
-def _replayed_order(order: OrderRead) -> RebalanceOrderRead:
-    price = order.average_price or order.price or Decimal(0)
-    return RebalanceOrderRead(
-        symbol=order.symbol,
-        side=order.side,
-        quantity=order.quantity,
-        expected_price=price,
-        expected_notional=price * order.quantity,
-        status=RebalanceOrderStatus.PLACED,
-        reason=order.reject_reason,
-        order=order,
-    )
-
-
-def _order_read(
-    planned: PlannedOrder, order: OrderRead | None, *, failure: AppError | None = None
-) -> RebalanceOrderRead:
-    status = RebalanceOrderStatus.PLANNED
-    reason_code = planned.skip_code.value if planned.skip_code else None
-    reason = planned.skip_reason
-    if planned.skipped:
-        status = RebalanceOrderStatus.SKIPPED
-    elif failure is not None:
-        status, reason_code, reason = RebalanceOrderStatus.FAILED, failure.code, failure.message
-    elif order is not None:
-        status = RebalanceOrderStatus.PLACED
-        reason = order.reject_reason
-    return RebalanceOrderRead(
-        symbol=planned.symbol,
-        side=planned.side,
-        quantity=planned.quantity,
-        expected_price=planned.price,
-        expected_notional=planned.notional,
-        status=status,
-        reason_code=reason_code,
-        reason=reason,
-        order=order,
-    )
-
-
-def _plan_read(
-    plan_id: uuid.UUID,
-    account_id: uuid.UUID,
-    dry_run: bool,
-    plan: RebalancePlan,
-    targets: dict[str, Decimal],
-    orders: list[RebalanceOrderRead],
-) -> RebalancePlanRead:
-    return RebalancePlanRead(
-        plan_id=plan_id,
-        account_id=account_id,
-        dry_run=dry_run,
-        equity=plan.equity,
-        cash=plan.cash,
-        cash_weight=1 - sum(targets.values(), _ZERO),
-        allocations=[
-            AllocationRead(
-                symbol=a.symbol,
-                mark_price=a.mark,
-                current_quantity=a.current_quantity,
-                current_value=a.current_value,
-                current_weight=a.current_weight,
-                target_weight=a.target_weight,
-                target_value=a.target_value,
-                target_quantity=a.target_quantity,
-            )
-            for a in plan.allocations
-        ],
-        orders=orders,
-    )

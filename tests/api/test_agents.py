@@ -689,3 +689,187 @@ class TestAnyBody:
             response = await self.assert_answered(client, "POST", AGENTS, body)
             if response.status_code == 201:
                 await self.assert_round_trips(client, response.json()["id"])
+
+
+class TestReplayAndCalibrationRoutes:
+    async def test_a_replay_reports_its_mode_differences_and_cost(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        base = f"{AGENTS}/{(await create(client, name='Replayed'))['id']}"
+        cycle = await client.post(f"{base}/execute-decision")
+        assert cycle.status_code == 200, cycle.text
+
+        replay = await client.post(f"{base}/decisions/{cycle.json()['id']}/replay")
+
+        assert replay.status_code == 200, replay.text
+        body = replay.json()
+        assert (body["mode"], body["provider"], body["differences"]) == ("rules", "local", [])
+        assert (body["same_decision"], body["cost"]) == (True, "0")
+
+    async def test_a_replay_body_with_an_unknown_field_is_422(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        base = f"{AGENTS}/{(await create(client, name='Strict'))['id']}"
+        cycle = await client.post(f"{base}/execute-decision")
+
+        replay = await client.post(
+            f"{base}/decisions/{cycle.json()['id']}/replay", json={"temperature": 0}
+        )
+
+        assert replay.status_code == 422
+        assert "temperature" in replay.text
+
+    async def test_re_asking_an_unconfigured_provider_is_422(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        base = f"{AGENTS}/{(await create(client, name='Keyless'))['id']}"
+        cycle = await client.post(f"{base}/execute-decision")
+
+        replay = await client.post(
+            f"{base}/decisions/{cycle.json()['id']}/replay", json={"provider": "anthropic"}
+        )
+
+        assert replay.status_code == 422
+        assert "ANTHROPIC_API_KEY" in message(replay)
+
+    async def test_an_override_has_no_model_to_re_ask(self, client: httpx.AsyncClient) -> None:
+        base = f"{AGENTS}/{(await create(client, name='Given'))['id']}"
+        override = await client.post(
+            f"{base}/execute-decision",
+            json={
+                "decision": {
+                    "decision_type": "hold",
+                    "symbol": "BTC/USD",
+                    "reasoning": "manual",
+                    "confidence_score": "0.5",
+                }
+            },
+        )
+
+        replay = await client.post(
+            f"{base}/decisions/{override.json()['id']}/replay", json={"model": "rule-based"}
+        )
+
+        assert replay.status_code == 422
+        assert replay.json()["error"]["code"] == "not_replayable"
+
+    async def test_calibration_lists_how_each_outcome_was_judged(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        base = f"{AGENTS}/{(await create(client, name='Judge'))['id']}"
+        bought = await client.post(
+            f"{base}/execute-decision",
+            json={
+                "decision": {
+                    "decision_type": "trade",
+                    "symbol": "BTC/USD",
+                    "side": "buy",
+                    "quantity": "0.001",
+                    "reasoning": "in",
+                    "confidence_score": "0.8",
+                }
+            },
+        )
+        assert bought.status_code == 200, bought.text
+        sold = await client.post(
+            f"{base}/execute-decision",
+            json={
+                "decision": {
+                    "decision_type": "trade",
+                    "symbol": "BTC/USD",
+                    "side": "sell",
+                    "quantity": "0.001",
+                    "reasoning": "out",
+                    "confidence_score": "0.8",
+                }
+            },
+        )
+        assert sold.status_code == 200, sold.text
+
+        calibration = await client.get(f"{base}/calibration")
+
+        assert calibration.status_code == 200
+        body = calibration.json()
+        assert (body["trades"], body["realised"], body["horizon"]) == (1, 1, 0)
+        assert body["outcomes"][0]["outcome"] == "realised"
+        assert body["outcomes"][0]["decision_id"] == bought.json()["id"]
+
+
+class TestCostLimits:
+    async def test_an_agent_on_a_model_of_unknown_cost_is_refused_with_the_reason(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.post(
+            AGENTS,
+            json={
+                "name": "Unpriced",
+                "symbols": ["BTC/USD"],
+                "llm_provider": "openai",
+                "llm_model": "acme-unpriced-1",
+            },
+        )
+
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "model_unpriced"
+        assert "LLM_PRICES" in error["message"]
+        assert "daily_token_budget" in error["message"]
+        assert error["details"] == {"provider": "openai", "model": "acme-unpriced-1"}
+
+    async def test_a_token_budget_admits_it_and_the_read_shows_the_new_fields(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        created = await create(
+            client,
+            llm_provider="openai",
+            llm_model="acme-unpriced-1",
+            daily_token_budget=50_000,
+            llm_fallbacks=[{"provider": "local", "model": "rule-based"}],
+        )
+
+        assert created["daily_token_budget"] == 50_000
+        assert created["llm_fallbacks"] == [{"provider": "local", "model": "rule-based"}]
+        assert created["paused_until"] is None
+        # The agent as read goes back unchanged (paused_until is read-only).
+        put = await client.put(f"{AGENTS}/{created['id']}", json=created)
+        assert put.status_code == 200, put.text
+        assert put.json()["llm_fallbacks"] == created["llm_fallbacks"]
+
+    @pytest.mark.parametrize(
+        ("fields", "where"),
+        [
+            ({"daily_token_budget": 0}, "daily_token_budget"),
+            (
+                {"llm_fallbacks": [{"provider": "local", "model": f"m{i}"} for i in range(4)]},
+                "llm_fallbacks",
+            ),
+            ({"llm_fallbacks": [{"provider": "local"}]}, "llm_fallbacks"),
+        ],
+    )
+    async def test_a_bad_token_budget_or_fallback_chain_is_a_422(
+        self, client: httpx.AsyncClient, fields: dict[str, Any], where: str
+    ) -> None:
+        body = {"name": "Bad", "symbols": ["BTC/USD"], "llm_provider": "local", **fields}
+
+        response = await client.post(AGENTS, json=body)
+
+        assert response.status_code == 422, response.text
+        assert where in message(response)
+
+    async def test_a_decision_shows_its_cost_and_who_answered(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        created = await create(client, name="Answered")
+        decided = await client.post(f"{AGENTS}/{created['id']}/execute-decision", json={})
+        assert decided.status_code == 200, decided.text
+
+        detail = await client.get(f"{AGENTS}/{created['id']}/decisions/{decided.json()['id']}")
+
+        body = detail.json()
+        assert body["cost"] == "0"
+        assert body["answered_by"] == {"provider": "local", "model": "rule-based"}
+        assert body["llm_call"]["cost"] == "0"
+        statuses = (await client.get(f"{AGENTS}/status")).json()
+        mine = next(s for s in statuses if s["id"] == created["id"])
+        assert (mine["unknown_cost_calls_today"], mine["tokens_today"]) == (0, 0)
+        assert mine["daily_token_budget"] is None

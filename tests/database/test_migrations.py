@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Column, MetaData, String, delete, func, inspect, select
+from sqlalchemy import Column, MetaData, String, delete, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,6 +27,7 @@ from database.orm import (
     AgentDecision,
     Base,
     EventOutbox,
+    LLMCall,
     Order,
     TradingAccount,
     User,
@@ -293,3 +295,108 @@ class TestDeletes:
                 expected = 1 if model in (TradingAccount, AccountBalance) else 0
                 assert remaining == expected, model.__tablename__
             assert await session.get(TradingAccount, survivor.id) is not None
+
+
+class TestUnknownCostMigration:
+    async def test_0007_keeps_unknown_costs_and_fills_in_who_answered(
+        self, empty_database_url: str
+    ) -> None:
+        database = Database(empty_database_url)
+        try:
+            await upgrade(database.engine)
+            agent = await create_agent(database)
+            # Its account refers to it without CASCADE: the agents table is never rebuilt.
+            await create_account(database, user_id=agent.user_id, agent_id=agent.id)
+            call = await create_llm_call(database, agent=agent, provider="openai", model="o3")
+            async with database.transaction() as session:
+                session.add(
+                    AgentDecision(
+                        user_id=agent.user_id,
+                        agent_id=agent.id,
+                        status="error",
+                        reasoning="no decision",
+                        llm_call_id=call.id,
+                    )
+                )
+                stored = await session.get(LLMCall, call.id)
+                assert stored is not None
+                stored.cost = None  # unknown: stored as NULL, not 0
+
+            await downgrade(database.engine, "0006")
+            async with database.engine.connect() as conn:
+                costs = (await conn.execute(text("SELECT cost FROM llm_calls"))).scalars().all()
+            assert [Decimal(str(c)) for c in costs] == [Decimal(0)]  # what 0006 could hold
+
+            await upgrade(database.engine)
+            async with database.engine.connect() as conn:
+                answered = (
+                    await conn.execute(
+                        text("SELECT answered_provider, answered_model FROM agent_decisions")
+                    )
+                ).all()
+                assert await conn.run_sync(_diff) == []
+            assert [tuple(row) for row in answered] == [("openai", "o3")]
+        finally:
+            await database.dispose()
+
+
+class TestMigrationsKeepRows:
+    """A migration that rebuilds a parent table on SQLite (batch mode) drops the old
+    table; with foreign keys on, that drop deletes or nulls every row referring to it
+    (SQLite runs an implicit DELETE first). Every row must survive every migration."""
+
+    async def test_down_to_0005_and_back_keeps_every_accounts_rows(
+        self, empty_database_url: str
+    ) -> None:
+        database = Database(empty_database_url)
+        try:
+            await upgrade(database.engine)
+            agent = await create_agent(database)
+            account = await create_account(database, user_id=agent.user_id, agent_id=agent.id)
+            order = await create_order(
+                database, account=account, status="filled", filled_quantity="0.01"
+            )
+            await create_trade(database, order=order)
+            await create_position(database, account=account)
+            call = await create_llm_call(database, agent=agent)
+            async with database.transaction() as session:
+                session.add(
+                    AgentDecision(
+                        user_id=agent.user_id,
+                        agent_id=agent.id,
+                        status="executed",
+                        reasoning="kept",
+                        llm_call_id=call.id,
+                    )
+                )
+            tables = ("trading_accounts", "account_balances", "orders", "trades", "positions")
+            linked = ("agent_decisions", "llm_calls")
+
+            async def counts() -> dict[str, int]:
+                async with database.engine.connect() as conn:
+                    found = {
+                        # The names are this test's own constants.
+                        table: (
+                            await conn.execute(text(f"SELECT count(*) FROM {table}"))  # noqa: S608
+                        ).scalar()
+                        for table in (*tables, *linked)
+                    }
+                    found["decision_links"] = (
+                        await conn.execute(
+                            text(
+                                "SELECT count(*) FROM agent_decisions WHERE llm_call_id IS NOT NULL"
+                            )
+                        )
+                    ).scalar()
+                return {k: int(v or 0) for k, v in found.items()}
+
+            before = await counts()
+            assert all(before.values()), before
+            await downgrade(database.engine, "0005")
+            assert await counts() == before
+            await upgrade(database.engine)
+            assert await counts() == before
+            async with database.engine.connect() as conn:
+                assert await conn.run_sync(_diff) == []
+        finally:
+            await database.dispose()

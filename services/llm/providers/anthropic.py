@@ -1,9 +1,16 @@
 """Anthropic, through `anthropic.AsyncAnthropic`.
 
-Structured output is one tool, `submit_decision`, forced with
+Structured output is one strict tool (`strict: true`: Anthropic constrains the input
+to the schema; generally available, no beta header), `submit_decision`, forced with
 `tool_choice={"type": "tool", "name": ...}`; the decision is the tool_use block's
 input, validated with pydantic. A bad input is answered with a `tool_result` marked
 `is_error` that lists the problems, and the tool is forced again (one repair).
+
+`max_tokens` is LLM_MAX_COMPLETION_TOKENS, else 2048; an answer stopped at it
+(`stop_reason` "max_tokens") is asked again with it doubled, at most 32000. A
+`stop_reason` of "refusal" ends the decision as a refusal, the model's text (or the
+`stop_details` explanation) kept. Cache reads and writes are priced at their own rates
+(see `services.llm.pricing`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from services.llm.base import (
     ProviderUnavailableError,
     RetryPolicy,
     Sleep,
+    enlarge_output_cap,
     retry_after_seconds,
 )
 from services.llm.pricing import PriceTable
@@ -37,6 +45,7 @@ from services.llm.prompts import AnswerStyle, repair_prompt, system_prompt, user
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 MAX_OUTPUT_TOKENS = 2048
+MAX_OUTPUT_TOKENS_CEILING = 32_000
 
 
 class AnthropicProvider(ChatProvider):
@@ -51,8 +60,10 @@ class AnthropicProvider(ChatProvider):
         clock: Clock = time.monotonic,
         base_url: str = ANTHROPIC_BASE_URL,
         http_client: httpx2.AsyncClient | None = None,
+        max_output_tokens: int | None = None,
     ) -> None:
         super().__init__(name="anthropic", prices=prices, retry=retry, sleep=sleep, clock=clock)
+        self._max_output_tokens = max_output_tokens or MAX_OUTPUT_TOKENS
         self._owns_http_client = http_client is None
         # Always explicit: ANTHROPIC_BASE_URL is read by the settings (LLMSettings, from the
         # environment or .env) and passed here, so the SDK's own reading never differs.
@@ -71,7 +82,7 @@ class AnthropicProvider(ChatProvider):
     def _initial_request(self, context: AgentContext, model: str) -> dict[str, Any]:
         return {
             "model": model,
-            "max_tokens": MAX_OUTPUT_TOKENS,
+            "max_tokens": self._max_output_tokens,
             "system": system_prompt(context, AnswerStyle.TOOL_CALL),
             "messages": [{"role": "user", "content": user_prompt(context)}],
             "tools": [
@@ -79,6 +90,7 @@ class AnthropicProvider(ChatProvider):
                     "name": DECISION_TOOL_NAME,
                     "description": "Submit the trading decision. Call exactly once.",
                     "input_schema": decision_json_schema(),
+                    "strict": True,
                 }
             ],
             "tool_choice": {
@@ -92,15 +104,18 @@ class AnthropicProvider(ChatProvider):
         message = await self._client.messages.create(**request)
         return self._answer_from(message)
 
+    def _enlarged_request(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        return enlarge_output_cap(request, MAX_OUTPUT_TOKENS_CEILING)
+
     def _answer_from(self, message: Message) -> Answer:
         usage = message.usage
-        # Cache reads and writes are input too; this provider sets no cache breakpoints,
-        # so they are normally absent and the input price applies to all of it.
-        prompt_tokens = (
-            usage.input_tokens
-            + (usage.cache_creation_input_tokens or 0)
-            + (usage.cache_read_input_tokens or 0)
-        )
+        # Cache reads and writes are input too (`input_tokens` counts neither); each has
+        # its own price, the 1-hour writes apart from the 5-minute ones when reported.
+        cache_read = usage.cache_read_input_tokens or 0
+        cache_write = usage.cache_creation_input_tokens or 0
+        write_1h = usage.cache_creation.ephemeral_1h_input_tokens if usage.cache_creation else 0
+        write_1h = min(write_1h, cache_write)
+        prompt_tokens = usage.input_tokens + cache_write + cache_read
         blocks: list[dict[str, Any]] = []
         tool_use: dict[str, Any] | None = None
         for block in message.content:
@@ -119,8 +134,17 @@ class AnthropicProvider(ChatProvider):
         common: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": usage.output_tokens,
+            "cached_tokens": cache_read,
+            "cache_write_tokens": cache_write - write_1h,
+            "cache_write_1h_tokens": write_1h,
             "extra": {"content": blocks, "tool_use_id": tool_use["id"] if tool_use else None},
+            "truncated": message.stop_reason == "max_tokens",
         }
+        if message.stop_reason == "refusal":
+            text = "\n".join(b["text"] for b in blocks if b["type"] == "text")
+            if not text and message.stop_details is not None:
+                text = message.stop_details.explanation or ""
+            return Answer(raw_text=text, refusal="refused", **common)
         if tool_use is None:
             text = "\n".join(b["text"] for b in blocks if b["type"] == "text")
             return Answer(

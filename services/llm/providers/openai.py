@@ -7,10 +7,23 @@ Structured output comes two ways:
   servers accept `tools` but ignore a forced `tool_choice`, while they do constrain
   decoding to a response_format schema.
 Either way the answer is validated with pydantic; see `ChatProvider` for repair and retry.
+With the strict tool, `parallel_tool_calls` is false (one call, whole), except on the
+o-series, which reject the parameter. OpenRouter requests carry
+`provider: {"require_parameters": true}`, so OpenRouter routes only to upstreams that
+honour every parameter sent (the strict tool, the forced choice, the token cap).
+
+Reasoning models (the o-series: o1, o3, o4-mini, ...; and gpt-5*, except the
+gpt-5-chat models) get `max_completion_tokens` (never `max_tokens`, which they refuse)
+with room for their hidden reasoning: LLM_MAX_COMPLETION_TOKENS, else 25000, OpenAI's
+advice for a start. `reasoning_effort` is sent when LLM_REASONING_EFFORT is set.
+No sampling parameter (temperature, top_p) is ever sent, so nothing they reject is.
+Other models get LLM_MAX_COMPLETION_TOKENS, else 2048. An answer cut off at the cap is
+asked again with it doubled, at most 100000 for reasoning models and 16384 for others.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
@@ -39,6 +52,7 @@ from services.llm.base import (
     ProviderUnavailableError,
     RetryPolicy,
     Sleep,
+    enlarge_output_cap,
     retry_after_seconds,
 )
 from services.llm.pricing import PriceTable
@@ -46,7 +60,28 @@ from services.llm.prompts import AnswerStyle, repair_prompt, system_prompt, user
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 MAX_OUTPUT_TOKENS = 2048
+MAX_OUTPUT_TOKENS_CEILING = 16_384
+REASONING_MAX_OUTPUT_TOKENS = 25_000
+REASONING_MAX_OUTPUT_TOKENS_CEILING = 100_000
 _TOOL_DESCRIPTION = "Submit the trading decision. Call exactly once."
+_O_SERIES = re.compile(r"o\d+(-.*)?")
+# Body fields the SDK has no parameter for; sent through `extra_body`.
+_EXTRA_BODY_KEYS = ("provider",)
+
+
+def _bare_model(model: str) -> str:
+    return model.strip().lower().rsplit("/", 1)[-1]
+
+
+def is_o_series(model: str) -> bool:
+    return _O_SERIES.fullmatch(_bare_model(model)) is not None
+
+
+def is_reasoning_model(model: str) -> bool:
+    """o1, o3, o4-mini, ... and gpt-5* (not the gpt-5 chat models), by id; a vendor
+    prefix (`openai/o3` on OpenRouter) is ignored."""
+    bare = _bare_model(model)
+    return is_o_series(bare) or (bare.startswith("gpt-5") and "-chat" not in bare)
 
 
 class StructuredOutput(StrEnum):
@@ -71,9 +106,16 @@ class OpenAIProvider(ChatProvider):
         reported_cost: bool = False,
         http_client: httpx2.AsyncClient | None = None,
         openai_account: bool = False,
+        reasoning_effort: str | None = None,
+        max_output_tokens: int | None = None,
+        require_parameters: bool = False,
     ) -> None:
         super().__init__(name=name, prices=prices, retry=retry, sleep=sleep, clock=clock)
         self._mode = structured_output
+        self._reasoning_effort = reasoning_effort
+        self._max_output_tokens = max_output_tokens
+        # OpenRouter: route only to upstreams that support every parameter sent.
+        self._require_parameters = require_parameters
         # OpenRouter reports what it charged in `usage.cost`; trust that over the table.
         self._reported_cost = reported_cost
         self._owns_http_client = http_client is None
@@ -114,6 +156,10 @@ class OpenAIProvider(ChatProvider):
                 {"role": "user", "content": user_prompt(context)},
             ],
         }
+        reasoning = is_reasoning_model(model)
+        cap = self._max_output_tokens or (
+            REASONING_MAX_OUTPUT_TOKENS if reasoning else MAX_OUTPUT_TOKENS
+        )
         if self._mode is StructuredOutput.TOOL_CALL:
             request["tools"] = [
                 {
@@ -127,8 +173,10 @@ class OpenAIProvider(ChatProvider):
                 }
             ]
             request["tool_choice"] = {"type": "function", "function": {"name": DECISION_TOOL_NAME}}
+            if not is_o_series(model):
+                request["parallel_tool_calls"] = False
             # Reasoning models refuse max_tokens; max_completion_tokens works for all.
-            request["max_completion_tokens"] = MAX_OUTPUT_TOKENS
+            request["max_completion_tokens"] = cap
         else:
             request["response_format"] = {
                 "type": "json_schema",
@@ -138,30 +186,37 @@ class OpenAIProvider(ChatProvider):
                     "strict": True,
                 },
             }
-            # Local servers know max_tokens; not all know max_completion_tokens.
-            request["max_tokens"] = MAX_OUTPUT_TOKENS
+            # Local servers know max_tokens; not all know max_completion_tokens, which is
+            # the only one reasoning models take.
+            request["max_completion_tokens" if reasoning else "max_tokens"] = cap
+        if reasoning and self._reasoning_effort is not None:
+            request["reasoning_effort"] = self._reasoning_effort
+        if self._require_parameters:
+            request["provider"] = {"require_parameters": True}
         return request
 
+    def _enlarged_request(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        reasoning = is_reasoning_model(str(request.get("model", "")))
+        ceiling = REASONING_MAX_OUTPUT_TOKENS_CEILING if reasoning else MAX_OUTPUT_TOKENS_CEILING
+        return enlarge_output_cap(request, ceiling)
+
     async def _send(self, request: dict[str, Any]) -> Answer:
-        completion = await self._client.chat.completions.create(**request)
+        body = dict(request)
+        extra = {key: body.pop(key) for key in _EXTRA_BODY_KEYS if key in body}
+        completion = await self._client.chat.completions.create(**body, extra_body=extra or None)
         return self._answer_from(completion)
 
     def _answer_from(self, completion: ChatCompletion) -> Answer:
-        prompt_tokens = completion_tokens = None
-        cost: Decimal | None = None
-        if completion.usage is not None:
-            prompt_tokens = completion.usage.prompt_tokens
-            completion_tokens = completion.usage.completion_tokens
-            if self._reported_cost:
-                cost = _decimal_or_none((completion.usage.model_extra or {}).get("cost"))
-        usage: dict[str, Any] = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "cost": cost,
-        }
+        usage = self._usage(completion)
         if not completion.choices:
             return Answer(raw_text="", problem="the answer has no choices", **usage)
-        message = completion.choices[0].message
+        choice = completion.choices[0]
+        message = choice.message
+        if message.refusal or choice.finish_reason == "content_filter":
+            reason = "content_filter" if choice.finish_reason == "content_filter" else "refused"
+            text = message.refusal or message.content or ""
+            return Answer(raw_text=text, refusal=reason, **usage)
+        usage["truncated"] = choice.finish_reason == "length"
         if self._mode is StructuredOutput.TOOL_CALL:
             for call in message.tool_calls or ():
                 if call.type == "function" and call.function.name == DECISION_TOOL_NAME:
@@ -170,15 +225,27 @@ class OpenAIProvider(ChatProvider):
                         extra={"tool_call_id": call.id},
                         **usage,
                     )
-            text = message.content or message.refusal or ""
             return Answer(
-                raw_text=text,
+                raw_text=message.content or "",
                 problem=f"the answer did not call the {DECISION_TOOL_NAME} tool",
                 **usage,
             )
-        if message.refusal:
-            return Answer(raw_text=message.refusal, problem="the model refused to answer", **usage)
         return Answer(raw_text=message.content or "", **usage)
+
+    def _usage(self, completion: ChatCompletion) -> dict[str, Any]:
+        usage = completion.usage
+        if usage is None:
+            return {"prompt_tokens": None, "completion_tokens": None, "cost": None}
+        details = usage.prompt_tokens_details
+        cost = None
+        if self._reported_cost:
+            cost = _decimal_or_none((usage.model_extra or {}).get("cost"))
+        return {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cached_tokens": (details.cached_tokens or 0) if details is not None else 0,
+            "cost": cost,
+        }
 
     def _repair_request(
         self, request: dict[str, Any], answer: Answer, problems: Sequence[str]

@@ -1,14 +1,34 @@
-"""Calibration of an agent's confidence on hand-computed trade outcomes."""
+"""Calibration of an agent's confidence: on hand-computed outcomes and lots (pure), and
+on what real agents traded (realised PnL, the horizon, rebalances)."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import select
 
-from services.agents.calibration import CalibrationBucket, Outcome, calibrate
+from core.config import Settings
+from database.orm import AgentDecision, Order, TradingAccount
+from main_consolidated import create_app
+from models.agents import AgentCreate
+from models.decisions import Decision
+from models.enums import DecisionStatus
+from services.agents.calibration import (
+    CalibrationBucket,
+    Closed,
+    FillRecord,
+    Outcome,
+    calibrate,
+    closed_lots,
+)
+from services.container import Services
+from tests.api.conftest import running_app
 
 D = Decimal
 
@@ -131,7 +151,7 @@ class TestInformative:
         result = calibrate([])
         assert (result.trades, result.wins, result.informative) == (0, 0, None)
         assert [b.trades for b in result.buckets] == [0, 0, 0, 0, 0]
-        assert result.summary == "No closed trades yet: nothing to calibrate"
+        assert result.summary == "No judged trades yet: nothing to calibrate"
 
     def test_rejects_min_samples_below_1(self) -> None:
         with pytest.raises(ValueError, match="min_samples"):
@@ -182,3 +202,198 @@ def test_calibration_is_consistent(outcomes: list[Outcome], min_samples: int) ->
     high = sum(1 for o in outcomes if o.confidence >= D("0.7"))
     low = sum(1 for o in outcomes if o.confidence < D("0.5"))
     assert (result.informative is None) == (high < min_samples or low < min_samples)
+
+
+# -- realised outcomes: the position a buy opened, closed by later sells -------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+BUY1, BUY2, SELL1, SELL2 = (uuid.UUID(int=i) for i in range(1, 5))
+
+
+def fill(
+    order: uuid.UUID, side: str, quantity: str, price: str, fee: str, minute: int
+) -> FillRecord:
+    return FillRecord(
+        order_id=order,
+        symbol="BTC/USD",
+        side="buy" if side == "buy" else "sell",
+        quantity=D(quantity),
+        price=D(price),
+        fee=D(fee),
+        executed_at=T0 + timedelta(minutes=minute),
+    )
+
+
+class TestClosedLots:
+    def test_a_closed_position_earns_its_proceeds_less_its_cost_and_both_fees(self) -> None:
+        # Bought 2 at 100 (fee 0.2), sold 2 at 110 (fee 0.22): 220 - 0.22 - 200 - 0.2.
+        closed = closed_lots(
+            [fill(BUY1, "buy", "2", "100", "0.2", 0), fill(SELL1, "sell", "2", "110", "0.22", 1)]
+        )
+        assert closed == {BUY1: Closed(D(2), D("19.58"))}
+
+    def test_sells_close_the_oldest_buy_first(self) -> None:
+        closed = closed_lots(
+            [
+                fill(BUY1, "buy", "1", "100", "0", 0),
+                fill(BUY2, "buy", "1", "120", "0", 1),
+                fill(SELL1, "sell", "1", "110", "0", 2),
+            ]
+        )
+        assert closed == {BUY1: Closed(D(1), D(10))}
+
+    def test_a_sell_across_two_buys_splits_its_proceeds_and_fee_by_quantity(self) -> None:
+        closed = closed_lots(
+            [
+                fill(BUY1, "buy", "1", "100", "0", 0),
+                fill(BUY2, "buy", "3", "120", "0", 1),
+                fill(SELL1, "sell", "2", "110", "2", 2),
+            ]
+        )
+        # Proceeds 220 - 2 = 218, 109 per unit: BUY1 +9, BUY2 one unit of three, -11.
+        assert closed == {BUY1: Closed(D(1), D(9)), BUY2: Closed(D(1), D(-11))}
+
+    def test_a_partial_close_earns_on_the_part_closed(self) -> None:
+        closed = closed_lots(
+            [
+                fill(BUY1, "buy", "4", "100", "4", 0),
+                fill(SELL1, "sell", "1", "90", "0", 1),
+                fill(SELL2, "sell", "1", "130", "0", 2),
+            ]
+        )
+        # Each unit cost 101: -11 then +29.
+        assert closed == {BUY1: Closed(D(2), D(18))}
+
+    def test_fills_are_taken_in_time_order(self) -> None:
+        closed = closed_lots(
+            [fill(SELL1, "sell", "1", "110", "0", 5), fill(BUY1, "buy", "1", "100", "0", 0)]
+        )
+        assert closed == {BUY1: Closed(D(1), D(10))}
+
+    def test_a_sell_beyond_what_is_held_closes_nothing_more(self) -> None:
+        closed = closed_lots(
+            [fill(BUY1, "buy", "1", "100", "0", 0), fill(SELL1, "sell", "3", "110", "0", 1)]
+        )
+        assert closed == {BUY1: Closed(D(1), D(10))}
+
+    def test_symbols_keep_their_own_lots(self) -> None:
+        other = FillRecord(BUY2, "ETH/USD", "buy", D(1), D(5), D(0), T0)
+        closed = closed_lots([other, fill(SELL1, "sell", "1", "110", "0", 1)])
+        assert closed == {}
+
+
+def test_outcomes_say_how_they_were_judged() -> None:
+    result = calibrate(
+        [Outcome(D("0.8"), True, "realised"), Outcome(D("0.6"), False, "horizon")] * 2
+    )
+    assert (result.trades, result.realised, result.horizon) == (4, 2, 2)
+
+
+# -- an agent's calibration from what it traded: the real services on each database --
+
+
+@pytest.fixture
+async def services(
+    make_settings: Callable[..., Settings], database_url: str
+) -> AsyncIterator[Services]:
+    settings = make_settings(
+        database={"url": database_url},
+        redis={"url": ""},
+        market_data={"market_data_stream": False},
+        agents={"scheduler_enabled": False, "calibration_horizon_seconds": 3600},
+    )
+    app = create_app(settings)
+    async with running_app(app):
+        yield app.state.services
+
+
+def trade(side: str, confidence: str, **sizing: str) -> Decision:
+    return Decision.model_validate(
+        {
+            "decision_type": "trade",
+            "symbol": "BTC/USD",
+            "side": side,
+            "reasoning": f"{side} for the test",
+            "confidence_score": confidence,
+            **sizing,
+        }
+    )
+
+
+def agent(name: str) -> AgentCreate:
+    return AgentCreate.model_validate(
+        {"name": name, "symbols": ["BTC/USD"], "risk_tolerance": "0.5", "llm_provider": "local"}
+    )
+
+
+class TestAgentCalibration:
+    async def test_a_closed_position_is_judged_by_its_realised_pnl_at_once(
+        self, services: Services
+    ) -> None:
+        user = services.users.solo_user_id
+        created = await services.agents.create_agent(user, agent("Closer"))
+        bought = await services.agents.execute_decision(
+            user, created.id, trade("buy", "0.8", fraction_of_equity="0.05")
+        )
+        quantity = bought.result["order"]["filled_quantity"]
+        sold = await services.agents.execute_decision(
+            user, created.id, trade("sell", "0.6", quantity=quantity)
+        )
+        assert sold.status is DecisionStatus.EXECUTED
+
+        result = await services.agents.calibration(user, created.id)
+
+        # The buy's position closed: judged now. The sell waits for its horizon.
+        assert (result.trades, result.realised, result.horizon) == (1, 1, 0)
+        (outcome,) = result.outcomes
+        assert (outcome.decision_id, outcome.outcome) == (bought.id, "realised")
+        assert outcome.closed_quantity == D(quantity)
+        async with services.database.database.read() as session:
+            account = (
+                await session.execute(
+                    select(TradingAccount).where(TradingAccount.agent_id == created.id)
+                )
+            ).scalar_one()
+        # One round trip: its PnL is the account's, net of both fees.
+        net = account.realized_pnl - account.total_fees
+        assert outcome.result == net.quantize(D("0.00000001"))
+        assert outcome.won is (net > 0)
+        assert result.wins == (1 if net > 0 else 0)
+
+    async def test_each_order_of_a_rebalance_counts(self, services: Services) -> None:
+        user = services.users.solo_user_id
+        created = await services.agents.create_agent(user, agent("Rebalancer"))
+        rebalance = Decision.model_validate(
+            {
+                "decision_type": "rebalance",
+                "target_weights": [{"symbol": "BTC/USD", "weight": "0.05"}],
+                "reasoning": "a little bitcoin",
+                "confidence_score": "0.9",
+            }
+        )
+        read = await services.agents.execute_decision(user, created.id, rebalance)
+        assert read.status is DecisionStatus.EXECUTED
+        # A day back: its horizon has passed.
+        async with services.database.database.transaction() as session:
+            row = await session.get(AgentDecision, read.id)
+            assert row is not None
+            row.created_at = row.created_at - timedelta(days=1)
+            orders = (
+                (await session.execute(select(Order).where(Order.decision_id == read.id)))
+                .scalars()
+                .all()
+            )
+            for order in orders:
+                order.created_at = order.created_at - timedelta(days=1)
+        assert len(orders) == 1
+
+        result = await services.agents.calibration(user, created.id)
+
+        assert (result.trades, result.horizon) == (1, 1)
+        (outcome,) = result.outcomes
+        assert (outcome.decision_id, outcome.order_id) == (read.id, orders[0].id)
+        assert (outcome.side, outcome.confidence, outcome.closed_quantity) == (
+            "buy",
+            D("0.9"),
+            None,
+        )

@@ -108,6 +108,7 @@ def openai_tool_call(
     completion_tokens: int = 200,
     usage_extra: dict[str, Any] | None = None,
     call_id: str = "call_1",
+    finish_reason: str = "tool_calls",
 ) -> dict[str, Any]:
     return {
         "id": "chatcmpl-1",
@@ -117,7 +118,7 @@ def openai_tool_call(
         "choices": [
             {
                 "index": 0,
-                "finish_reason": "tool_calls",
+                "finish_reason": finish_reason,
                 "message": {
                     "role": "assistant",
                     "content": None,
@@ -140,8 +141,19 @@ def openai_tool_call(
     }
 
 
+def openai_refusal(refusal: str, *, finish_reason: str = "stop") -> dict[str, Any]:
+    """A chat completion whose message is a refusal (content null, `refusal` set)."""
+    answer = openai_content("", finish_reason=finish_reason)
+    answer["choices"][0]["message"] = {"role": "assistant", "content": None, "refusal": refusal}
+    return answer
+
+
 def openai_content(
-    content: str, *, prompt_tokens: int = 800, completion_tokens: int = 150
+    content: str,
+    *,
+    prompt_tokens: int = 800,
+    completion_tokens: int = 150,
+    finish_reason: str = "stop",
 ) -> dict[str, Any]:
     return {
         "id": "chatcmpl-2",
@@ -151,7 +163,7 @@ def openai_content(
         "choices": [
             {
                 "index": 0,
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
                 "message": {"role": "assistant", "content": content},
             }
         ],
@@ -170,6 +182,8 @@ def anthropic_tool_use(
     input_tokens: int = 1200,
     output_tokens: int = 300,
     tool_use_id: str = "toolu_1",
+    stop_reason: str | None = None,
+    usage_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     if text is not None:
@@ -184,9 +198,13 @@ def anthropic_tool_use(
         "role": "assistant",
         "model": "claude-haiku-4-5",
         "content": content,
-        "stop_reason": "tool_use" if tool_input is not None else "end_turn",
+        "stop_reason": stop_reason or ("tool_use" if tool_input is not None else "end_turn"),
         "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            **(usage_extra or {}),
+        },
     }
 
 

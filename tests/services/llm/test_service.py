@@ -11,18 +11,20 @@ import httpx
 import httpx2
 import pytest
 import respx
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from core.config import LLMSettings
 from core.service_registry import HealthStatus
 from models.enums import DecisionType
 from services.llm.base import (
     InvalidDecisionError,
+    ModelRefusalError,
     ProviderConfigError,
     ProviderUnavailableError,
     RetryPolicy,
 )
 from services.llm.breaker import BreakerState
+from services.llm.pricing import PriceTable
 from services.llm.providers.local import LocalProvider
 from services.llm.providers.openai import OpenAIProvider, StructuredOutput
 from services.llm.service import LLMService
@@ -35,6 +37,7 @@ from tests.services.llm.support import (
     decision_payload,
     make_context,
     openai_content,
+    openai_refusal,
     openai_tool_call,
     request_json,
 )
@@ -455,7 +458,7 @@ class TestCircuitBreaker:
             assert isinstance(failed.error, ProviderUnavailableError)
             assert failed.error.reason == "unavailable"
         assert route.call_count == 6
-        assert service.breaker_state("agent-1") is BreakerState.OPEN
+        assert service.breaker_state("openai") is BreakerState.OPEN
 
         refused = await decide()
 
@@ -469,14 +472,14 @@ class TestCircuitBreaker:
         assert health.data["open_breakers"] == 1
 
         clock.advance(30)
-        assert service.breaker_state("agent-1") is BreakerState.HALF_OPEN
+        assert service.breaker_state("openai") is BreakerState.HALF_OPEN
         route.respond(json=openai_tool_call(json.dumps(decision_payload())))
 
         recovered = await decide()
 
         assert recovered.ok
         assert route.call_count == 7
-        assert service.breaker_state("agent-1") is BreakerState.CLOSED
+        assert service.breaker_state("openai") is BreakerState.CLOSED
         assert (await service.health()).status is HealthStatus.HEALTHY
 
     async def test_failed_trial_reopens(
@@ -491,20 +494,49 @@ class TestCircuitBreaker:
         await service.decide("agent-1", provider="openai", model="gpt-4o", context=context)
 
         assert route.call_count == 6
-        assert service.breaker_state("agent-1") is BreakerState.OPEN
+        assert service.breaker_state("openai") is BreakerState.OPEN
 
-    async def test_breakers_are_per_agent(self, make_service: Any, router: respx.Router) -> None:
+    async def test_one_outage_opens_one_breaker_for_every_agent(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        """The breaker used to be per agent: an outage cost every agent its own
+        threshold of failed decisions (x3 requests each) before it stopped asking."""
+        route = router.post(OPENAI_URL).respond(503, json={"error": {"message": "down"}})
+        service = make_service(llm_settings(openai_api_key="sk-test"), breaker_threshold=1)
+
+        await service.decide("agent-a", provider="openai", model="gpt-4o", context=make_context())
+        other = await service.decide(
+            "agent-b", provider="openai", model="gpt-4o-mini", context=make_context()
+        )
+
+        assert service.breaker_state("openai") is BreakerState.OPEN
+        assert isinstance(other.error, ProviderUnavailableError)
+        assert other.error.reason == "circuit_open"
+        assert route.call_count == 3
+        assert service.breaker_state("anthropic") is BreakerState.CLOSED
+        local = await service.decide(
+            "agent-b", provider="local", model="rule-based", context=make_context()
+        )
+        assert local.ok
+
+    async def test_health_shows_the_breaker_of_each_provider(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
         router.post(OPENAI_URL).respond(503, json={"error": {"message": "down"}})
         service = make_service(llm_settings(openai_api_key="sk-test"), breaker_threshold=1)
 
         await service.decide("agent-a", provider="openai", model="gpt-4o", context=make_context())
+        health = await service.health()
 
-        assert service.breaker_state("agent-a") is BreakerState.OPEN
-        assert service.breaker_state("agent-b") is BreakerState.CLOSED
-        other = await service.decide(
-            "agent-b", provider="local", model="rule-based", context=make_context()
-        )
-        assert other.ok
+        assert health.status is HealthStatus.DEGRADED
+        assert "openai" in health.detail
+        assert health.data["breakers"] == {
+            "local": "closed",
+            "openai": "open",
+            "anthropic": "closed",
+            "openrouter": "closed",
+            "openai_compatible": "closed",
+        }
 
     async def test_invalid_decisions_do_not_open_the_breaker(
         self, make_service: Any, router: respx.Router
@@ -517,7 +549,7 @@ class TestCircuitBreaker:
         )
 
         assert isinstance(result.error, InvalidDecisionError)
-        assert service.breaker_state("agent-1") is BreakerState.CLOSED
+        assert service.breaker_state("openai") is BreakerState.CLOSED
 
 
 class TestLifecycle:
@@ -569,3 +601,227 @@ def test_cost_known_only_where_a_price_or_a_reported_cost_exists() -> None:
     assert service.cost_known("openai_compatible", "my-local-llama")  # priced in LLM_PRICES
     with pytest.raises(ProviderConfigError):
         service.cost_known("nonsense", "x")
+
+
+class TestFallbacks:
+    async def test_an_outage_moves_on_to_the_next_provider(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        openai_route = router.post(OPENAI_URL).respond(503, json={"error": {"message": "down"}})
+        anthropic_route = router.post(ANTHROPIC_URL).respond(
+            json=anthropic_tool_use(decision_payload())
+        )
+        service = make_service(llm_settings(openai_api_key="sk", anthropic_api_key="sk-ant"))
+
+        result = await service.decide(
+            "agent-1",
+            provider="openai",
+            model="gpt-4o-mini",
+            context=make_context(),
+            fallbacks=[("anthropic", "claude-haiku-4-5")],
+        )
+
+        assert result.ok
+        assert (result.provider, result.model) == ("anthropic", "claude-haiku-4-5")
+        assert openai_route.call_count == 3
+        assert anthropic_route.call_count == 1
+        assert result.attempts == 4
+        [skipped] = result.fallback_from
+        assert skipped["provider"] == "openai"
+        assert skipped["model"] == "gpt-4o-mini"
+        assert skipped["reason"] == "unavailable"
+        assert skipped["attempts"] == 3
+        assert result.to_record()["fallback_from"] == [skipped]
+        json.dumps(result.to_record())
+
+    async def test_an_open_breaker_is_skipped_without_a_request(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        openai_route = router.post(OPENAI_URL).respond(503, json={"error": {"message": "down"}})
+        router.post(ANTHROPIC_URL).respond(json=anthropic_tool_use(decision_payload()))
+        service = make_service(
+            llm_settings(openai_api_key="sk", anthropic_api_key="sk-ant"), breaker_threshold=1
+        )
+        await service.decide("agent-1", provider="openai", model="gpt-4o", context=make_context())
+        assert openai_route.call_count == 3
+
+        result = await service.decide(
+            "agent-2",
+            provider="openai",
+            model="gpt-4o",
+            context=make_context(),
+            fallbacks=[("anthropic", "claude-haiku-4-5")],
+        )
+
+        assert result.ok
+        assert openai_route.call_count == 3
+        assert result.fallback_from[0]["reason"] == "circuit_open"
+        assert result.fallback_from[0]["attempts"] == 0
+
+    async def test_a_provider_not_configured_is_skipped(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        router.post(ANTHROPIC_URL).respond(json=anthropic_tool_use(decision_payload()))
+        service = make_service(llm_settings(anthropic_api_key="sk-ant"))
+
+        result = await service.decide(
+            "agent-1",
+            provider="openai",
+            model="gpt-4o",
+            context=make_context(),
+            fallbacks=[("anthropic", "claude-haiku-4-5"), ("local", "rule-based")],
+        )
+
+        assert result.provider == "anthropic"
+        assert [(f["provider"], f["reason"]) for f in result.fallback_from] == [
+            ("openai", "missing_key")
+        ]
+        assert result.cost == Decimal("0.0027")
+
+    async def test_an_invalid_answer_does_not_fall_back(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        router.post(OPENAI_URL).respond(json=openai_tool_call("{nope"))
+        anthropic_route = router.post(ANTHROPIC_URL).respond(
+            json=anthropic_tool_use(decision_payload())
+        )
+        service = make_service(llm_settings(openai_api_key="sk", anthropic_api_key="sk-ant"))
+
+        result = await service.decide(
+            "agent-1",
+            provider="openai",
+            model="gpt-4o",
+            context=make_context(),
+            fallbacks=[("anthropic", "claude-haiku-4-5")],
+        )
+
+        assert isinstance(result.error, InvalidDecisionError)
+        assert result.provider == "openai"
+        assert result.fallback_from == []
+        assert anthropic_route.call_count == 0
+
+    async def test_a_refusal_does_not_fall_back_nor_open_the_breaker(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        router.post(OPENAI_URL).respond(json=openai_refusal("I can't."))
+        anthropic_route = router.post(ANTHROPIC_URL).respond(
+            json=anthropic_tool_use(decision_payload())
+        )
+        service = make_service(
+            llm_settings(openai_api_key="sk", anthropic_api_key="sk-ant"), breaker_threshold=1
+        )
+
+        result = await service.decide(
+            "agent-1",
+            provider="openai",
+            model="gpt-4o",
+            context=make_context(),
+            fallbacks=[("anthropic", "claude-haiku-4-5")],
+        )
+
+        assert isinstance(result.error, ModelRefusalError)
+        assert result.raw_answers == ("I can't.",)
+        assert anthropic_route.call_count == 0
+        assert service.breaker_state("openai") is BreakerState.CLOSED
+
+    async def test_when_every_provider_fails_the_last_error_is_returned(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        router.post(OPENAI_URL).respond(503, json={"error": {"message": "down"}})
+        service = make_service(llm_settings(openai_api_key="sk"))
+
+        result = await service.decide(
+            "agent-1",
+            provider="openai",
+            model="gpt-4o",
+            context=make_context(),
+            fallbacks=[("anthropic", "claude-haiku-4-5")],
+        )
+
+        assert isinstance(result.error, ProviderConfigError)
+        assert result.provider == "anthropic"
+        assert result.fallback_from[0]["reason"] == "unavailable"
+
+
+class TestModelSettings:
+    async def test_reasoning_effort_and_cap_reach_the_request(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        route = router.post(OPENAI_URL).respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+        service = make_service(
+            llm_settings(
+                openai_api_key="sk", llm_reasoning_effort="minimal", llm_max_completion_tokens=9000
+            )
+        )
+
+        await service.decide("agent-1", provider="openai", model="o4-mini", context=make_context())
+
+        sent = request_json(route)
+        assert sent["reasoning_effort"] == "minimal"
+        assert sent["max_completion_tokens"] == 9000
+
+    async def test_the_cap_reaches_anthropic(self, make_service: Any, router: respx.Router) -> None:
+        route = router.post(ANTHROPIC_URL).respond(json=anthropic_tool_use(decision_payload()))
+        service = make_service(llm_settings(anthropic_api_key="sk", llm_max_completion_tokens=3000))
+
+        await service.decide(
+            "agent-1", provider="anthropic", model="claude-haiku-4-5", context=make_context()
+        )
+
+        assert request_json(route)["max_tokens"] == 3000
+
+    async def test_openrouter_requests_require_parameters(
+        self, make_service: Any, router: respx.Router
+    ) -> None:
+        route = router.post(OPENROUTER_URL).respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+        service = make_service(llm_settings(openrouter_api_key="sk-or"))
+
+        await service.decide(
+            "agent-1", provider="openrouter", model="openai/o3", context=make_context()
+        )
+
+        sent = request_json(route)
+        assert sent["provider"] == {"require_parameters": True}
+        assert "parallel_tool_calls" not in sent
+
+    def test_blank_settings_are_unset(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("LLM_REASONING_EFFORT", "")
+        monkeypatch.setenv("LLM_MAX_COMPLETION_TOKENS", " ")
+
+        settings = LLMSettings(_env_file=None)
+
+        assert settings.llm_reasoning_effort is None
+        assert settings.llm_max_completion_tokens is None
+
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("LLM_REASONING_EFFORT", "extreme"),
+            ("LLM_MAX_COMPLETION_TOKENS", "10"),
+            ("LLM_PRICES", '{"m": {"input": "1"}}'),
+            ("LLM_PRICES", '{"m": {"input": "1", "output": "1", "cached_input": "-1"}}'),
+        ],
+    )
+    def test_bad_settings_are_refused(
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+    ) -> None:
+        monkeypatch.setenv(variable, value)
+
+        with pytest.raises(ValidationError):
+            LLMSettings(_env_file=None)
+
+    def test_prices_take_a_cached_input_rate(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(
+            "LLM_PRICES", '{"my-model": {"input": "1", "output": "2", "cached_input": "0.1"}}'
+        )
+        settings = LLMSettings(_env_file=None)
+        service = LLMService(settings, prices=settings.llm_prices)
+
+        assert service.cost_known("openai", "my-model")
+        price = PriceTable(settings.llm_prices).price("my-model")
+        assert price is not None
+        assert price.cached_input_per_million == Decimal("0.1")

@@ -527,9 +527,11 @@ class TestRebalance:
             (ETH, OrderSide.BUY, OrderType.MARKET, D(25), account.id),
         ]
         assert [o.status for o in plan.orders] == [RebalanceOrderStatus.PLACED] * 2
+        # Named by the plan (so by its idempotency key) and the symbol, never by the
+        # position in the plan: a retry planning in another order reuses the same ids.
         assert [o.order.client_order_id for o in plan.orders if o.order] == [
-            f"rebalance-{plan.plan_id.hex}-0",
-            f"rebalance-{plan.plan_id.hex}-1",
+            f"rebalance-{plan.plan_id.hex}-BTC-USD",
+            f"rebalance-{plan.plan_id.hex}-ETH-USD",
         ]
 
     async def test_a_refused_order_is_reported_and_the_rest_still_placed(

@@ -14,10 +14,12 @@ from models.decisions import DECISION_TOOL_NAME
 from models.enums import DecisionType
 from services.llm.base import (
     InvalidDecisionError,
+    ModelRefusalError,
     ProviderConfigError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     RetryPolicy,
+    TruncatedAnswerError,
 )
 from services.llm.pricing import PriceTable
 from services.llm.providers.anthropic import AnthropicProvider
@@ -226,3 +228,152 @@ class TestRetries:
         assert isinstance(result.error, ProviderConfigError)
         assert result.error.reason == "not_found"
         assert route.call_count == 1
+
+
+class TestStrictTool:
+    async def test_the_decision_tool_is_strict_without_a_beta_header(
+        self, router: respx.Router, provider: AnthropicProvider
+    ) -> None:
+        route = router.post(ANTHROPIC_URL).respond(json=anthropic_tool_use(decision_payload()))
+
+        await provider.decide(make_context(), model=MODEL)
+
+        assert request_json(route)["tools"][0]["strict"] is True
+        # Strict tool use is generally available: no anthropic-beta header is needed.
+        assert "anthropic-beta" not in route.calls.last.request.headers
+
+
+class TestTruncation:
+    async def test_max_tokens_stop_is_asked_again_with_the_cap_doubled(
+        self, router: respx.Router, provider: AnthropicProvider
+    ) -> None:
+        route = router.post(ANTHROPIC_URL)
+        route.side_effect = [
+            httpx.Response(
+                200, json=anthropic_tool_use(None, text="Let me", stop_reason="max_tokens")
+            ),
+            httpx.Response(200, json=anthropic_tool_use(decision_payload())),
+        ]
+
+        result = await provider.decide(make_context(), model=MODEL)
+
+        assert result.ok
+        assert result.enlarged is True
+        assert [request_json(route, i)["max_tokens"] for i in (0, 1)] == [2048, 4096]
+        assert len(request_json(route, 1)["messages"]) == 1
+
+    async def test_cut_off_twice_fails_as_truncated(
+        self, router: respx.Router, provider: AnthropicProvider
+    ) -> None:
+        route = router.post(ANTHROPIC_URL).respond(
+            json=anthropic_tool_use(None, text="Let me", stop_reason="max_tokens")
+        )
+
+        result = await provider.decide(make_context(), model=MODEL)
+
+        assert isinstance(result.error, TruncatedAnswerError)
+        assert result.error.reason == "truncated"
+        assert route.call_count == 2
+
+    async def test_the_configured_cap_is_sent(
+        self,
+        router: respx.Router,
+        http_client: httpx2.AsyncClient,
+        sleep: RecordingSleep,
+        retry: RetryPolicy,
+        prices: PriceTable,
+    ) -> None:
+        route = router.post(ANTHROPIC_URL).respond(json=anthropic_tool_use(decision_payload()))
+        provider = AnthropicProvider(
+            api_key="k",
+            timeout=5.0,
+            prices=prices,
+            retry=retry,
+            sleep=sleep,
+            http_client=http_client,
+            max_output_tokens=20_000,
+        )
+
+        await provider.decide(make_context(), model=MODEL)
+
+        assert request_json(route)["max_tokens"] == 20_000
+
+
+class TestRefusal:
+    async def test_refusal_stop_ends_the_decision_keeping_the_text(
+        self, router: respx.Router, provider: AnthropicProvider
+    ) -> None:
+        route = router.post(ANTHROPIC_URL).respond(
+            json=anthropic_tool_use(None, text="I won't do that.", stop_reason="refusal")
+        )
+
+        result = await provider.decide(make_context(), model=MODEL)
+
+        assert isinstance(result.error, ModelRefusalError)
+        assert result.error.reason == "refused"
+        assert result.raw_answers == ("I won't do that.",)
+        assert route.call_count == 1
+        assert result.repaired is False
+
+    async def test_refusal_without_text_keeps_the_explanation(
+        self, router: respx.Router, provider: AnthropicProvider
+    ) -> None:
+        answer = anthropic_tool_use(None, stop_reason="refusal")
+        answer["stop_details"] = {
+            "type": "refusal",
+            "category": None,
+            "explanation": "This request was declined.",
+        }
+        router.post(ANTHROPIC_URL).respond(json=answer)
+
+        result = await provider.decide(make_context(), model=MODEL)
+
+        assert isinstance(result.error, ModelRefusalError)
+        assert result.raw_answers == ("This request was declined.",)
+
+
+class TestCacheCost:
+    async def test_cache_reads_and_writes_have_their_own_rates(
+        self, router: respx.Router, provider: AnthropicProvider
+    ) -> None:
+        """Cache reads and writes used to be billed at the plain input price."""
+        router.post(ANTHROPIC_URL).respond(
+            json=anthropic_tool_use(
+                decision_payload(),
+                input_tokens=100_000,
+                output_tokens=0,
+                usage_extra={
+                    "cache_read_input_tokens": 1_000_000,
+                    "cache_creation_input_tokens": 300_000,
+                    "cache_creation": {
+                        "ephemeral_5m_input_tokens": 200_000,
+                        "ephemeral_1h_input_tokens": 100_000,
+                    },
+                },
+            )
+        )
+
+        result = await provider.decide(make_context(), model="claude-sonnet-4-6")
+
+        # claude-sonnet-4-6, per million: input 3.00 (0.3), cache read 0.30 (0.3),
+        # 5m write 3.75 (0.75), 1h write 6.00 (0.6).
+        assert result.cost == Decimal("1.95")
+        assert result.prompt_tokens == 1_400_000
+        assert result.cached_prompt_tokens == 1_000_000
+
+    async def test_writes_without_a_breakdown_are_5_minute_writes(
+        self, router: respx.Router, provider: AnthropicProvider
+    ) -> None:
+        router.post(ANTHROPIC_URL).respond(
+            json=anthropic_tool_use(
+                decision_payload(),
+                input_tokens=0,
+                output_tokens=0,
+                usage_extra={"cache_creation_input_tokens": 1_000_000},
+            )
+        )
+
+        result = await provider.decide(make_context(), model="claude-opus-4-1")
+
+        # claude-opus-4-1: 15.00 input, 1.25x for a 5-minute write.
+        assert result.cost == Decimal("18.75")

@@ -15,11 +15,13 @@ from models.decisions import DECISION_TOOL_NAME
 from models.enums import DecisionType, OrderSide
 from services.llm.base import (
     InvalidDecisionError,
+    ModelRefusalError,
     ProviderConfigError,
     ProviderRateLimitedError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     RetryPolicy,
+    TruncatedAnswerError,
 )
 from services.llm.pricing import PriceTable
 from services.llm.providers.openai import OPENAI_BASE_URL, OpenAIProvider, StructuredOutput
@@ -30,6 +32,7 @@ from tests.services.llm.support import (
     decision_payload,
     make_context,
     openai_content,
+    openai_refusal,
     openai_tool_call,
     request_json,
 )
@@ -462,3 +465,278 @@ class TestOpenRouter:
 
         # gpt-4o: 2.50 in / 10.00 out per million tokens.
         assert result.cost == Decimal("0.0035")
+
+
+class TestTruncation:
+    async def test_a_cut_off_answer_is_asked_again_with_the_cap_doubled(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(OPENAI_URL)
+        route.side_effect = [
+            httpx.Response(
+                200, json=openai_tool_call('{"decision_type": "tr', finish_reason="length")
+            ),
+            httpx.Response(200, json=openai_tool_call(json.dumps(decision_payload()))),
+        ]
+
+        result = await make_provider().decide(make_context(), model="gpt-4o-mini")
+
+        assert result.ok
+        assert result.enlarged is True
+        assert result.repaired is False
+        assert route.call_count == 2
+        assert request_json(route, 0)["max_completion_tokens"] == 2048
+        assert request_json(route, 1)["max_completion_tokens"] == 4096
+        # The retry is the same conversation, not a repair turn.
+        assert request_json(route, 1)["messages"] == request_json(route, 0)["messages"]
+        assert result.request == request_json(route, 1)
+        assert result.raw_answers[0] == '{"decision_type": "tr'
+        assert result.to_record()["enlarged"] is True
+
+    async def test_cut_off_twice_fails_as_truncated(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(OPENAI_URL).respond(
+            json=openai_tool_call('{"decision_type": "tr', finish_reason="length")
+        )
+
+        result = await make_provider().decide(make_context(), model="gpt-4o-mini")
+
+        assert isinstance(result.error, TruncatedAnswerError)
+        assert result.error.reason == "truncated"
+        assert "4096" in result.error.message
+        assert route.call_count == 2
+        assert result.repaired is False
+        assert len(result.raw_answers) == 2
+
+    async def test_the_cap_grows_at_most_to_its_ceiling(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(OPENAI_URL).respond(json=openai_tool_call("{", finish_reason="length"))
+
+        result = await make_provider(max_output_tokens=12_000).decide(
+            make_context(), model="gpt-4o-mini"
+        )
+
+        assert isinstance(result.error, TruncatedAnswerError)
+        assert request_json(route, 1)["max_completion_tokens"] == 16_384
+
+    async def test_json_mode_doubles_max_tokens(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(f"{LOCAL_URL}/chat/completions")
+        route.side_effect = [
+            httpx.Response(200, json=openai_content('{"deci', finish_reason="length")),
+            httpx.Response(200, json=openai_content(json.dumps(decision_payload()))),
+        ]
+        provider = make_provider(base_url=LOCAL_URL, structured_output=StructuredOutput.JSON_SCHEMA)
+
+        result = await provider.decide(make_context(), model="llama3.1")
+
+        assert result.ok
+        assert [request_json(route, i)["max_tokens"] for i in (0, 1)] == [2048, 4096]
+
+
+class TestRefusal:
+    async def test_a_refusal_ends_the_decision_without_repair(
+        self, router: respx.Router, make_provider: Any, sleep: RecordingSleep
+    ) -> None:
+        """A refusal used to be sent back for a repair, as if it were malformed JSON."""
+        route = router.post(OPENAI_URL).respond(json=openai_refusal("I can't help with trading."))
+
+        result = await make_provider().decide(make_context(), model="gpt-4o-mini")
+
+        assert isinstance(result.error, ModelRefusalError)
+        assert result.error.reason == "refused"
+        assert result.error.counts_against_breaker is False
+        assert "I can't help with trading." in result.error.message
+        assert result.raw_answers == ("I can't help with trading.",)
+        assert route.call_count == 1
+        assert result.repaired is False
+        assert sleep.delays == []
+        assert result.to_record()["error"]["reason"] == "refused"
+
+    async def test_json_mode_refusal_is_a_refusal_too(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(f"{LOCAL_URL}/chat/completions").respond(json=openai_refusal("No."))
+        provider = make_provider(base_url=LOCAL_URL, structured_output=StructuredOutput.JSON_SCHEMA)
+
+        result = await provider.decide(make_context(), model="llama3.1")
+
+        assert isinstance(result.error, ModelRefusalError)
+        assert route.call_count == 1
+
+    async def test_content_filter_is_a_refusal_with_its_own_reason(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(OPENAI_URL).respond(
+            json=openai_content("", finish_reason="content_filter")
+        )
+
+        result = await make_provider().decide(make_context(), model="gpt-4o-mini")
+
+        assert isinstance(result.error, ModelRefusalError)
+        assert result.error.reason == "content_filter"
+        assert route.call_count == 1
+
+
+class TestReasoningModels:
+    @pytest.mark.parametrize("model", ["o3", "o4-mini", "o1", "o3-2025-04-16"])
+    async def test_o_series_gets_room_to_reason_and_only_what_it_accepts(
+        self, router: respx.Router, make_provider: Any, model: str
+    ) -> None:
+        route = router.post(OPENAI_URL).respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+
+        result = await make_provider(reasoning_effort="low").decide(make_context(), model=model)
+
+        assert result.ok
+        sent = request_json(route)
+        assert sent["max_completion_tokens"] == 25_000
+        assert sent["reasoning_effort"] == "low"
+        for rejected in ("max_tokens", "temperature", "top_p", "parallel_tool_calls"):
+            assert rejected not in sent
+
+    async def test_gpt_5_gets_reasoning_effort_and_no_parallel_calls(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(OPENAI_URL).respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+
+        await make_provider(reasoning_effort="high").decide(make_context(), model="gpt-5.1")
+
+        sent = request_json(route)
+        assert sent["reasoning_effort"] == "high"
+        assert sent["parallel_tool_calls"] is False
+        assert sent["max_completion_tokens"] == 25_000
+        assert "temperature" not in sent
+
+    async def test_unset_effort_leaves_the_model_default(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(OPENAI_URL).respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+
+        await make_provider().decide(make_context(), model="o3")
+
+        assert "reasoning_effort" not in request_json(route)
+
+    async def test_chat_models_get_no_reasoning_effort(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(OPENAI_URL).respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+
+        await make_provider(reasoning_effort="high").decide(make_context(), model="gpt-4o-mini")
+
+        sent = request_json(route)
+        assert "reasoning_effort" not in sent
+        assert sent["parallel_tool_calls"] is False
+        assert sent["max_completion_tokens"] == 2048
+
+    async def test_a_configured_cap_wins(self, router: respx.Router, make_provider: Any) -> None:
+        route = router.post(OPENAI_URL).respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+
+        await make_provider(max_output_tokens=8000).decide(make_context(), model="o4-mini")
+
+        assert request_json(route)["max_completion_tokens"] == 8000
+
+    async def test_reasoning_model_behind_a_gateway_gets_max_completion_tokens(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(f"{LOCAL_URL}/chat/completions").respond(
+            json=openai_content(json.dumps(decision_payload()))
+        )
+        provider = make_provider(base_url=LOCAL_URL, structured_output=StructuredOutput.JSON_SCHEMA)
+
+        await provider.decide(make_context(), model="o3")
+
+        sent = request_json(route)
+        assert sent["max_completion_tokens"] == 25_000
+        assert "max_tokens" not in sent
+
+    async def test_reasoning_cut_off_doubles_up_to_the_reasoning_ceiling(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(OPENAI_URL).respond(json=openai_tool_call("{", finish_reason="length"))
+
+        await make_provider(max_output_tokens=60_000).decide(make_context(), model="o3")
+
+        assert request_json(route, 1)["max_completion_tokens"] == 100_000
+
+
+class TestCachedTokens:
+    async def test_cached_prompt_tokens_cost_the_cached_input_rate(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        router.post(OPENAI_URL).respond(
+            json=openai_tool_call(
+                json.dumps(decision_payload()),
+                prompt_tokens=1_000_000,
+                completion_tokens=0,
+                usage_extra={"prompt_tokens_details": {"cached_tokens": 400_000}},
+            )
+        )
+
+        result = await make_provider().decide(make_context(), model="gpt-5.1")
+
+        # gpt-5.1: 600k fresh at 1.25 + 400k cached at 0.125 per million.
+        assert result.cost == Decimal("0.80")
+        assert result.prompt_tokens == 1_000_000
+        assert result.cached_prompt_tokens == 400_000
+        assert result.to_record()["cached_prompt_tokens"] == 400_000
+
+    async def test_without_a_cached_rate_cache_reads_cost_the_input_rate(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        router.post(OPENAI_URL).respond(
+            json=openai_tool_call(
+                json.dumps(decision_payload()),
+                prompt_tokens=1_000_000,
+                completion_tokens=0,
+                usage_extra={"prompt_tokens_details": {"cached_tokens": 400_000}},
+            )
+        )
+        provider = make_provider(prices=PriceTable({"my-model": {"input": "1", "output": "2"}}))
+
+        result = await provider.decide(make_context(), model="my-model")
+
+        assert result.cost == Decimal(1)
+
+
+class TestStrictRouting:
+    async def test_openrouter_requires_providers_that_honour_every_parameter(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(f"{OPENROUTER_URL}/chat/completions").respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+        provider = make_provider(
+            name="openrouter", base_url=OPENROUTER_URL, require_parameters=True
+        )
+
+        result = await provider.decide(make_context(), model="openai/gpt-4o-mini")
+
+        sent = request_json(route)
+        assert sent["provider"] == {"require_parameters": True}
+        assert sent["parallel_tool_calls"] is False
+        assert sent["tools"][0]["function"]["strict"] is True
+        assert result.request == sent
+
+    async def test_openai_gets_no_openrouter_fields(
+        self, router: respx.Router, make_provider: Any
+    ) -> None:
+        route = router.post(OPENAI_URL).respond(
+            json=openai_tool_call(json.dumps(decision_payload()))
+        )
+
+        await make_provider().decide(make_context(), model="gpt-4o-mini")
+
+        assert "provider" not in request_json(route)
