@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
@@ -11,6 +10,7 @@ from api.deps import CurrentUserId, ServicesDep
 from api.responses import INVALID_REQUEST, error_responses
 from api.routing import ExactDecimalRoute
 from connectors.base import OrderBook
+from models.base import IsoDatetime
 from models.enums import Timeframe
 from models.market import (
     SYMBOL_FORMS,
@@ -85,9 +85,9 @@ async def historical(
     services: ServicesDep,
     timeframe: Timeframe = Timeframe.M1,
     start: Annotated[
-        datetime | None, Query(description="Oldest candle wanted (UTC if no offset).")
+        IsoDatetime | None, Query(description="Oldest candle wanted (UTC if no offset).")
     ] = None,
-    end: Annotated[datetime | None, Query(description="Newest open time wanted.")] = None,
+    end: Annotated[IsoDatetime | None, Query(description="Newest open time wanted.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 500,
 ) -> CandleList:
     """Candles oldest first: the first `limit` from `start`, else the latest `limit`."""

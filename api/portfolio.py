@@ -6,7 +6,6 @@ Every route takes an optional `account_id` and defaults to the user's default ac
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
@@ -14,6 +13,7 @@ from fastapi import APIRouter, Header, Query
 from api.deps import CurrentUserId, ServicesDep
 from api.responses import INVALID_REQUEST, error_responses
 from api.routing import ExactDecimalRoute
+from models.base import IsoDatetime
 from models.portfolio import (
     PerformancePeriod,
     PerformanceRead,
@@ -75,8 +75,8 @@ async def portfolio_performance(
     period: Annotated[
         PerformancePeriod, Query(description="Ignored when `start` is given.")
     ] = PerformancePeriod.MONTH,
-    start: Annotated[datetime | None, Query(description="ISO-8601; overrides period.")] = None,
-    end: Annotated[datetime | None, Query(description="ISO-8601; defaults to now.")] = None,
+    start: Annotated[IsoDatetime | None, Query(description="ISO-8601; overrides period.")] = None,
+    end: Annotated[IsoDatetime | None, Query(description="ISO-8601; defaults to now.")] = None,
     max_points: Annotated[int, Query(ge=2, le=10_000)] = DEFAULT_CURVE_POINTS,
 ) -> PerformanceRead:
     """Equity curve from the snapshots with returns, drawdown, Sharpe, Sortino, win rate

@@ -8,12 +8,11 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import AwareDatetime
 
 from api.deps import CurrentUserId, ServicesDep
 from api.responses import INVALID_REQUEST, error_responses
 from api.routing import ExactDecimalRoute
-from models.base import Page
+from models.base import IsoAwareDatetime, Page
 from models.enums import OrderSide
 from models.portfolio import AccountMetricsRead
 from models.trading import (
@@ -51,10 +50,12 @@ _StatusFilter = Annotated[
 ]
 _SymbolFilter = Annotated[str | None, Query(description="BTC/USD or BTC-USD")]
 _ZONE = " (ISO 8601 with a time zone, e.g. 2026-01-01T00:00:00Z)."
-_CreatedFrom = Annotated[AwareDatetime | None, Query(description="Created at or after" + _ZONE)]
-_CreatedBefore = Annotated[AwareDatetime | None, Query(description="Created before" + _ZONE)]
-_ExecutedFrom = Annotated[AwareDatetime | None, Query(description="Executed at or after" + _ZONE)]
-_ExecutedBefore = Annotated[AwareDatetime | None, Query(description="Executed before" + _ZONE)]
+_CreatedFrom = Annotated[IsoAwareDatetime | None, Query(description="Created at or after" + _ZONE)]
+_CreatedBefore = Annotated[IsoAwareDatetime | None, Query(description="Created before" + _ZONE)]
+_ExecutedFrom = Annotated[
+    IsoAwareDatetime | None, Query(description="Executed at or after" + _ZONE)
+]
+_ExecutedBefore = Annotated[IsoAwareDatetime | None, Query(description="Executed before" + _ZONE)]
 _Limit = Annotated[int, Query(ge=1, le=500, description="Rows per page, 1 to 500.")]
 _Cursor = Annotated[
     str | None,

@@ -3,10 +3,13 @@ and every error has one body (`ErrorResponse`)."""
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -36,6 +39,27 @@ DecimalStr = Annotated[
     PlainSerializer(decimal_to_str, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "decimal", "examples": ["0.1"]}),
 ]
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _iso_only(value: Any) -> Any:
+    # Pydantic's lax mode reads a number (or a numeric string) as Unix seconds: `0.5`
+    # would mean 1970. The API documents ISO 8601 (`format: date-time`) and takes only it.
+    if isinstance(value, int | float | Decimal) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value.strip())
+    ):
+        raise ValueError(
+            "expected a date-time in ISO 8601 (e.g. 2026-01-31T12:00:00Z), not a number"
+        )
+    return value
+
+
+# A moment as the API takes it: an ISO 8601 string (a date alone is its midnight).
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
+# The same, with its UTC offset required.
+IsoAwareDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 
 class AppModel(BaseModel):

@@ -13,9 +13,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Generic, Self, TypeVar
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from models.base import AppModel, DecimalStr, InputModel
+from models.base import AppModel, DecimalStr, InputModel, IsoAwareDatetime
 from models.enums import Liquidity, OrderSide, OrderStatus, OrderType, StopTrigger, TimeInForce
 
 # Below 10^20: what a NUMERIC(38, 18) column holds, so no amount fails at the database.
@@ -68,7 +68,7 @@ class OrderCreate(InputModel):
         "`expires_at`; IOC cancels what does not fill at once; FOK fills all at once or "
         "nothing.",
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: IsoAwareDatetime | None = Field(
         default=None, description="GTD only: when the order expires (ISO 8601 with offset)."
     )
     post_only: bool = Field(
@@ -321,7 +321,7 @@ class OrderReplace(InputModel):
     time_in_force: TimeInForce | None = Field(
         default=None, description="GTC, DAY or GTD (an open order is one that rests)."
     )
-    expires_at: AwareDatetime | None = Field(default=None, description="GTD: the new expiry.")
+    expires_at: IsoAwareDatetime | None = Field(default=None, description="GTD: the new expiry.")
     client_order_id: ClientOrderId | None = Field(
         default=None,
         description="The new version's idempotency key: a retried PATCH with it returns "

@@ -217,6 +217,22 @@ class PortfolioFillData(_Strict):
     )
 
 
+class PortfolioResetData(_Strict):
+    """A paper account returned to its first state (POST .../reset,
+    services/paper_trading/lifecycle.py): the client's view of its positions, orders,
+    fills and equity curve is stale and is to be read again."""
+
+    kind: Literal["reset"] = Field(description="The account was reset.")
+    account_id: uuid.UUID = Field(description="The account reset.")
+    cash: PlainDecimal = Field(
+        description="Its cash after the reset (the initial balance, in the base currency)."
+    )
+    cancelled_orders: int = Field(description="Open orders cancelled by the reset.", ge=0)
+    deleted_orders: int = Field(description="Orders deleted (all of the account's).", ge=0)
+    deleted_fills: int = Field(description="Fills deleted (all of the account's).", ge=0)
+    reset_at: datetime = Field(description="When it was reset (UTC).")
+
+
 class TickerData(_Strict):
     """A symbol's latest ticker: GET /api/v1/market/live-data/{symbol} without `book`."""
 
@@ -392,12 +408,15 @@ class OrderCancelledEvent(_Envelope):
 
 class PortfolioUpdateEvent(_Envelope):
     """An account changed: after an order's fills (`kind: "fill"`, with the position and
-    cash of that order's pair) or at each periodic snapshot (`kind: "snapshot"`, the
-    whole valuation)."""
+    cash of that order's pair), at each periodic snapshot (`kind: "snapshot"`, the
+    whole valuation), or when it was reset (`kind: "reset"`)."""
 
     type: Literal["portfolio_update"]
     channel: Literal["portfolio"]
-    data: Annotated[PortfolioSnapshotData | PortfolioFillData, Field(discriminator="kind")]
+    data: Annotated[
+        PortfolioSnapshotData | PortfolioFillData | PortfolioResetData,
+        Field(discriminator="kind"),
+    ]
 
 
 class MarketDataEvent(_Envelope):

@@ -21,8 +21,10 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from connectors.base import BookLevel, OrderBook, PairRules, Tick, Ticker
-from database.orm import Order, Position, Trade
-from database.orm.types import strip_zeros
+from database.connection import Database
+from database.orm import OPEN_ORDER_STATUSES, Order, Position, Trade
+from database.orm.types import strip_zeros, utcnow
+from database.repositories import orders as order_repo
 from database.repositories import trades as trade_repo
 from models.base import AppModel, decimal_to_str
 from models.enums import Liquidity, OrderSide, OrderStatus, OrderType, StopTrigger, TimeInForce
@@ -309,6 +311,30 @@ def cancel_in_book(book: ledger.Book, order: Order, reason: str, now: datetime) 
     order.status = OrderStatus.CANCELLED.value
     order.closed_at = now
     order.reject_reason = reason
+
+
+async def cancel_by_exchange(
+    database: Database, bus: EventBus, order_id: uuid.UUID, reason: Callable[[Order], str]
+) -> OrderRead | None:
+    """The exchange's own cancel of an open order (an expiry, a fill that keeps
+    failing), in its own transaction: its lock released, `reason(order)` as its reason,
+    `order_cancelled` published. None when the order is gone or no longer open."""
+    async with database.transaction() as session:
+        row = await order_repo.get_by_id(session, order_id)
+        if row is None:
+            return None
+        # Account first, then the order: the lock order every path takes.
+        book = await ledger.lock_book(session, row.account_id)
+        order = await order_repo.lock_by_id(session, order_id)
+        if order is None or order.status not in {s.value for s in OPEN_ORDER_STATUSES}:
+            return None
+        cancel_in_book(book, order, reason(order), utcnow())
+        await ledger.write_balances(session, book)
+        read = read_order(order, await trade_repo.of_order(session, order.id))
+    outbox = Outbox(order.user_id)
+    outbox.events.append((Channel.TRADES, EventType.ORDER_CANCELLED, read.model_dump(mode="json")))
+    await publish(bus, outbox)
+    return read
 
 
 async def read_orders(session: AsyncSession, rows: list[Order]) -> list[OrderRead]:

@@ -33,7 +33,7 @@ from services.paper_trading.booking import (
     TakerBooks,
     announce,
     apply_fills,
-    cancel_in_book,
+    cancel_by_exchange,
     engine_order,
     finish,
     log,
@@ -133,23 +133,14 @@ class TickFills:
                 self._index.add(engine_order(row))
 
     async def _close_failing(self, order_id: str, why: str) -> None:
-        outbox: Outbox | None = None
-        async with self._database.database.transaction() as session:
-            row = await order_repo.get_by_id(session, uuid.UUID(order_id))
-            if row is None:
-                return
-            book = await ledger.lock_book(session, row.account_id)
-            order = await order_repo.lock_by_id(session, row.id)
-            if order is None or order.status not in {s.value for s in OPEN_ORDER_STATUSES}:
-                return
-            cancel_in_book(
-                book, order, f"cancelled by the exchange: its fill failed twice ({why})", utcnow()
-            )
-            await ledger.write_balances(session, book)
-            outbox = Outbox(order.user_id)
-            announce(outbox, read_order(order, []), [])
-        log.error("failing_order_cancelled", order_id=order_id, reason=why)
-        await publish(self._bus, outbox)
+        closed = await cancel_by_exchange(
+            self._database.database,
+            self._bus,
+            uuid.UUID(order_id),
+            lambda _order: f"cancelled by the exchange: its fill failed twice ({why})",
+        )
+        if closed is not None:
+            log.error("failing_order_cancelled", order_id=order_id, reason=why)
 
     async def _apply_resting_fill(self, event: RestingFill) -> bool:
         """Book one maker fill; False when the order moved on and nothing was booked."""

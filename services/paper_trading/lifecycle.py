@@ -39,6 +39,7 @@ from database.repositories import orders as order_repo
 from database.repositories import portfolio as portfolio_repo
 from database.repositories import trades as trade_repo
 from database.repositories.accounts import find_account
+from models.base import decimal_to_str
 from models.enums import AccountType, OrderSide, OrderStatus, OrderType, TimeInForce
 from models.events import Channel, EventType
 from models.trading import (
@@ -289,6 +290,21 @@ class PaperLifecycle:
         outbox.events.extend(
             (Channel.TRADES, EventType.ORDER_CANCELLED, order.model_dump(mode="json"))
             for order in cancelled
+        )
+        outbox.events.append(
+            (
+                Channel.PORTFOLIO,
+                EventType.PORTFOLIO_UPDATE,
+                {
+                    "kind": "reset",
+                    "account_id": str(account_id),
+                    "cash": decimal_to_str(cash),
+                    "cancelled_orders": len(cancelled),
+                    "deleted_orders": deleted_orders,
+                    "deleted_fills": deleted_fills,
+                    "reset_at": now.isoformat(),
+                },
+            )
         )
         await publish(self._bus, outbox)
         log.info(

@@ -68,6 +68,7 @@ from services.paper_trading.booking import (
     MarketView,
     Outbox,
     TakerBooks,
+    cancel_by_exchange,
     cancel_in_book,
     engine_order,
     log,
@@ -193,23 +194,11 @@ class PaperTradingService:
         return len(expired)
 
     async def _expire(self, order_id: uuid.UUID) -> None:
-        async with self._database.database.transaction() as session:
-            row = await order_repo.get_by_id(session, order_id)
-            if row is None:
-                return
-            book = await ledger.lock_book(session, row.account_id)
-            order = await order_repo.lock_by_id(session, order_id)
-            if order is None or order.status not in {s.value for s in OPEN_ORDER_STATUSES}:
-                return
+        def reason(order: Order) -> str:
             expiry = order.expires_at.isoformat() if order.expires_at else "its expiry"
-            cancel_in_book(book, order, f"expired ({order.time_in_force}) at {expiry}", utcnow())
-            await ledger.write_balances(session, book)
-            read = read_order(order, await trade_repo.of_order(session, order.id))
-        outbox = Outbox(order.user_id)
-        outbox.events.append(
-            (Channel.TRADES, EventType.ORDER_CANCELLED, read.model_dump(mode="json"))
-        )
-        await publish(self._bus, outbox)
+            return f"expired ({order.time_in_force}) at {expiry}"
+
+        await cancel_by_exchange(self._database.database, self._bus, order_id, reason)
 
     # -- placing -------------------------------------------------------------------
 

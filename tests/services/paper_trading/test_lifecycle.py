@@ -25,7 +25,9 @@ from database.orm import (
 )
 from main_consolidated import create_app
 from models.enums import OrderStatus
+from models.events import Event
 from models.trading import OrderCreate, OrderRead
+from models.ws_protocol import PortfolioResetData, PortfolioUpdateEvent, parse_server_message
 from services.container import Services
 from services.paper_trading.rules import RuleViolation
 from tests.api.conftest import running_app
@@ -485,6 +487,28 @@ class TestReset:
         assert await count(services, Trade, account) == 0
         assert index_size(services) == 0
         await assert_ledger_reconciles(services, account)
+
+    async def test_subscribers_hear_of_the_reset_on_portfolio(self, services: Services) -> None:
+        account = await new_account(services, "5000")
+        await _busy(services, account)
+        events: list[Event] = []
+        services.event_bus.subscribe(events.append)
+        await services.paper_lifecycle.reset_account(
+            account.user_id, account.id, initial_balance=D("7000")
+        )
+        portfolio = [parse_server_message(e.payload) for e in events if e.channel == "portfolio"]
+        assert len(portfolio) == 1, "one portfolio_update for the reset"
+        update = portfolio[0]
+        assert isinstance(update, PortfolioUpdateEvent)
+        assert isinstance(update.data, PortfolioResetData)
+        assert update.data.account_id == account.id
+        assert update.data.cash == D("7000")
+        assert (update.data.cancelled_orders, update.data.deleted_orders) == (3, 5)
+        assert update.data.deleted_fills == 3
+        # The cancels went out first, so a client has them all before the reset.
+        kinds = [(e.channel, e.type) for e in events]
+        assert kinds[-1] == ("portfolio", "portfolio_update")
+        assert kinds.count(("trades", "order_cancelled")) == 3
 
     async def test_a_new_initial_balance_is_the_cash(self, services: Services) -> None:
         account = await new_account(services, "5000")

@@ -20,6 +20,7 @@ from database.orm import AccountBalance, AgentDecision, Order, TradingAccount
 from database.orm.types import strip_zeros
 from main_consolidated import create_app
 from models.enums import Liquidity, OrderStatus
+from models.events import Event
 from models.portfolio import RebalanceRequest
 from services.container import Services
 from services.paper_trading import fills as fills_module
@@ -265,6 +266,8 @@ class TestFeeRoundingAgainstTheReserve:
             raise ValueError("the ledger refused the fill")
 
         monkeypatch.setattr(fills_module, "apply_fills", broken)
+        events: list[Event] = []
+        services.event_bus.subscribe(events.append)
         crossing = tick("99", "100", bids=[("99", "1")], asks=[("100", "5")])
         await trading.on_ticks(crossing)
         assert (await trading.get_order(account.user_id, placed.id)).status is (OrderStatus.PENDING)
@@ -277,6 +280,15 @@ class TestFeeRoundingAgainstTheReserve:
         assert (await holdings(services, account))["USD"] == (D(1000), D(0))
         await trading.on_ticks(crossing)  # gone from the index: no third attempt
         assert trading.fill_errors == 2
+        # Subscribers hear of it as the cancel it is, not as a trade.
+        about = [
+            e.envelope()
+            for e in events
+            if e.channel == "trades" and e.envelope()["data"]["id"] == str(placed.id)
+        ]
+        assert [e["type"] for e in about] == ["order_cancelled"]
+        assert about[0]["data"]["status"] == "cancelled"
+        assert "failed twice" in about[0]["data"]["reject_reason"]
 
 
 class TestAnUntradedPairStillReleases:
