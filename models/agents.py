@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from models.base import AppModel, DecimalStr, InputModel, decimal_to_str
+from models.base import AppModel, DecimalStr, InputModel, IsoDatetime, decimal_to_str
 from models.decision_reads import DecisionRead as DecisionRead
 from models.decision_reads import LLMCallRead as LLMCallRead
 from models.decision_reads import ModelRef as ModelRef
@@ -487,7 +487,7 @@ def _in_utc(value: datetime) -> datetime:
         ) from None
 
 
-Moment = Annotated[datetime, AfterValidator(_in_utc)]
+Moment = Annotated[IsoDatetime, AfterValidator(_in_utc)]
 
 
 class DecisionQuery(InputModel):

@@ -68,3 +68,16 @@ async def test_a_number_is_not_an_expiry(client: httpx.AsyncClient, value: objec
     )
     assert response.status_code == 422, response.text
     assert _fields(response) == ["body.expires_at"]
+
+
+async def test_a_number_is_not_a_moment_in_the_decision_log(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/api/v1/agents", json={"name": "Dated", "symbols": ["BTC/USD"], "llm_provider": "local"}
+    )
+    assert created.status_code == 201, created.text
+    path = f"/api/v1/agents/{created.json()['id']}/decisions"
+    refused = await client.get(path, params={"start": "1700000000"})
+    assert refused.status_code == 422, refused.text
+    assert _fields(refused) == ["query.start"]
+    # Without a zone a moment is UTC, as before.
+    assert (await client.get(path, params={"start": "2026-01-01T00:00:00"})).status_code == 200
