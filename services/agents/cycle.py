@@ -355,7 +355,7 @@ class DecisionCycle:
                 verdict = await self._rebalance(seen, decision, planned, row.id)
                 return await self._decisions.close(row, verdict, started)
             if planned.action == "cancel":
-                verdict = await self._cancel(seen, planned)
+                verdict = await self._cancel(seen, planned, row.id)
                 return await self._decisions.write(row, call, verdict, started)
             return await self._trade(seen, decision, symbol, planned, row, call, started)
 
@@ -403,7 +403,7 @@ class DecisionCycle:
             return Verdict(DecisionStatus.REJECTED, reason, ActionTaken.NONE, record)
         return Verdict(DecisionStatus.EXECUTED, reason, ActionTaken.REBALANCE, record)
 
-    async def _cancel(self, seen: Seen, planned: Plan) -> Verdict:
+    async def _cancel(self, seen: Seen, planned: Plan, decision_id: uuid.UUID) -> Verdict:
         """The open orders the decision named (the agent's own, checked by the plan),
         cancelled one by one through the exchange; one that closed since the agent saw
         it is reported, and the others are still cancelled."""
@@ -411,7 +411,11 @@ class DecisionCycle:
         failed: list[dict[str, Any]] = []
         for order_id in planned.order_ids:
             try:
-                order = await self._trading.cancel_order(seen.agent.user_id, uuid.UUID(order_id))
+                order = await self._trading.cancel_order(
+                    seen.agent.user_id,
+                    uuid.UUID(order_id),
+                    reason=f"cancelled by agent {seen.agent.name} (decision {decision_id})",
+                )
             except AppError as e:
                 failed.append({"order_id": order_id, "code": e.code, "message": e.message})
                 continue

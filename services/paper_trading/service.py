@@ -433,8 +433,11 @@ class PaperTradingService:
             raise NotFoundError(f"order {order_id} not found", details={"order_id": str(order_id)})
         return order
 
-    async def cancel_order(self, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderRead:
-        """Cancel an open order and release what it held; 409 when it is already closed."""
+    async def cancel_order(
+        self, user_id: uuid.UUID, order_id: uuid.UUID, *, reason: str = "cancelled by the user"
+    ) -> OrderRead:
+        """Cancel an open order and release what it held, `reason` as its reason (an
+        agent's cancel names the agent and its decision); 409 when it is already closed."""
         async with self._database.database.transaction() as session:
             order = await self._owned(session, user_id, order_id)
             # Account first, then the order (re-read under the lock): as every path does.
@@ -446,7 +449,7 @@ class PaperTradingService:
                     details={"order_id": str(order_id), "status": order.status},
                 )
             # No pair rules: an order of a pair no longer traded still releases its lock.
-            cancel_in_book(book, order, "cancelled by the user", utcnow())
+            cancel_in_book(book, order, reason, utcnow())
             await ledger.write_balances(session, book)
             trades = await trade_repo.of_order(session, order.id)
             read = read_order(order, trades)

@@ -364,6 +364,8 @@ class TestCancelByAnAgent:
         assert read.result["cancelled"][0]["status"] == OrderStatus.CANCELLED.value
         order = await services.paper_trading.get_order(user, uuid.UUID(order_id))
         assert order.status is OrderStatus.CANCELLED
+        # The order says who cancelled it, not "the user".
+        assert order.reject_reason == f"cancelled by agent Canceller (decision {read.id})"
         async with services.database.database.read() as session:
             row = await session.get(AgentDecision, read.id)
         assert row is not None
@@ -410,7 +412,7 @@ class TestCancelByAnAgent:
         await services.paper_trading.cancel_order(user, uuid.UUID(ids[0]))
 
         planned = plan(Decision.model_validate(cancel(*ids)), None, seen.inputs)
-        verdict = await services.agents._decision_cycle._cancel(seen, planned)
+        verdict = await services.agents._decision_cycle._cancel(seen, planned, uuid.uuid4())
 
         assert verdict.status is DecisionStatus.EXECUTED
         assert verdict.action is ActionTaken.CANCEL
