@@ -4,8 +4,9 @@ Its own command line (`st run`) drives the server through /openapi.json: every o
 gets examples, boundary values (coverage), generated valid and invalid requests (fuzzing)
 and linked sequences (stateful: create an agent, then read, update, start, delete it),
 bounded and seeded so a run is repeatable. For every response: never a 5xx, a status
-code the operation documents, a body and content type matching what it declares, and
-(tests/e2e/fuzz_hooks.py) every error in the one error shape. A failure prints
+code the operation documents, a body and content type matching what it declares, a
+request the schema forbids refused with a 4xx, and (tests/e2e/fuzz_hooks.py) every
+error in the one error shape. A failure prints
 schemathesis's report: each failing request with a curl line that reproduces it.
 """
 
@@ -27,6 +28,9 @@ CHECKS = (
     "status_code_conformance",
     "content_type_conformance",
     "response_schema_conformance",
+    # A request the schema forbids (a wrong type, a value out of range, a number where
+    # a date-time goes) is refused, never taken for something else.
+    "negative_data_rejection",
     "error_shape",
 )
 
