@@ -115,7 +115,15 @@ def build_services(settings: Settings) -> Services:
     registry.register("llm", llm)
 
     agents = AgentService(
-        database, market_data, paper_trading, portfolio, llm, event_bus, cache, settings
+        database,
+        market_data,
+        paper_trading,
+        portfolio,
+        llm,
+        event_bus,
+        cache,
+        settings,
+        paper_lifecycle,
     )
     registry.register(
         "agents",

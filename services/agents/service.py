@@ -29,7 +29,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config import Settings
-from core.exceptions import AppError, NotFoundError
+from core.exceptions import NotFoundError
 from core.service_registry import ServiceHealth
 from core.supervision import SupervisedTask, wait_event
 from database.orm import Agent, TradingAccount
@@ -84,6 +84,7 @@ from services.infra.database import DatabaseService
 from services.infra.event_bus import EventBus
 from services.llm.service import LLMService
 from services.market_data.service import MarketDataService
+from services.paper_trading.lifecycle import PaperLifecycle
 from services.paper_trading.service import PaperTradingService
 from services.portfolio.service import PortfolioService
 
@@ -109,10 +110,12 @@ class AgentService:
         event_bus: EventBus,
         cache: CacheService,
         settings: Settings,
+        lifecycle: PaperLifecycle,
     ) -> None:
         self._database = database
         self._market = market_data
         self._trading = paper_trading
+        self._lifecycle = lifecycle
         self._llm = llm
         self._bus = event_bus
         self._settings = settings
@@ -390,7 +393,9 @@ class AgentService:
             async with self._database.database.read() as session:
                 _, account = await owned_agent(session, user_id, agent_id)
             self._unschedule(agent_id)
-            cancelled = await self._cancel_open_orders(user_id, account.id)
+            cancelled = len(
+                (await self._lifecycle.cancel_all(user_id, account_id=account.id)).items
+            )
             async with self._database.database.transaction() as session:
                 agent, account = await owned_agent(session, user_id, agent_id)
                 previous = agent.status
@@ -401,21 +406,6 @@ class AgentService:
                 account.is_active = False
         log.info("agent_deleted", agent_id=str(agent_id), orders_cancelled=cancelled)
         await self._announce_status(user_id, agent_id, previous, AgentStatus.INACTIVE, "deleted")
-
-    async def _cancel_open_orders(self, user_id: uuid.UUID, account_id: uuid.UUID) -> int:
-        cancelled = 0
-        while True:
-            page = await self._trading.list_orders(
-                user_id, account_id=account_id, status="open", limit=200
-            )
-            if not page.items:
-                return cancelled
-            for order in page.items:
-                try:
-                    await self._trading.cancel_order(user_id, order.id)
-                    cancelled += 1
-                except AppError as e:  # filled or cancelled meanwhile
-                    log.info("agent_order_not_cancelled", order_id=str(order.id), code=e.code)
 
     # -- status ----------------------------------------------------------------------
 

@@ -55,8 +55,6 @@ from database.repositories import orders as order_repo
 from database.repositories import trades as trade_repo
 from database.repositories.accounts import find_account
 from database.repositories.orders import OrderListStatus
-from models.base import Page
-from models.enums import OrderSide
 from models.events import Channel, EventType
 from models.trading import OrderCreate, OrderRead, OrderReplace
 from services.infra.database import DatabaseService
@@ -460,32 +458,3 @@ class PaperTradingService:
         )
         await publish(self._bus, outbox)
         return read
-
-    async def list_orders(
-        self,
-        user_id: uuid.UUID,
-        *,
-        account_id: uuid.UUID | None = None,
-        status: OrderListStatus | None = None,
-        symbol: str | None = None,
-        side: OrderSide | None = None,
-        agent_id: uuid.UUID | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> Page[OrderRead]:
-        """The user's orders newest first, each with its fills, by offset with the total:
-        the /history list (services/paper_trading/activity.py; /orders pages by cursor)."""
-        return await self.activity.history(
-            user_id,
-            account_id=account_id,
-            status=status,
-            symbol=symbol,
-            side=side,
-            agent_id=agent_id,
-            start=start,
-            end=end,
-            limit=limit,
-            offset=offset,
-        )

@@ -167,7 +167,7 @@ class TestDeadline:
             assert read.cost is None  # the cut-off call may have been billed
             page = await services.agents.list_decisions(user, agent_id, DecisionQuery())
             assert [d.id for d in page.items] == [read.id]
-            orders = await services.paper_trading.list_orders(user, agent_id=agent_id)
+            orders = await services.paper_activity.history(user, agent_id=agent_id)
             assert orders.total == 0
             # The cycle's locks are released: the next one runs.
             model.delay = 0

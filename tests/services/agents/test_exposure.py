@@ -275,7 +275,7 @@ class TestRestingBuysOfAnAgent:
         assert second.status_reason is not None
         assert "1 open buy order(s) of 600 USD still to fill" in second.status_reason
         assert "over the 10% limit" in second.status_reason
-        orders = await services.paper_trading.list_orders(user, agent_id=created.id)
+        orders = await services.paper_activity.history(user, agent_id=created.id)
         assert orders.total == 1
         assert second.market_data["inputs"]["open_orders"][0]["id"] == first.result["order"]["id"]
 

@@ -175,7 +175,7 @@ class TestModelReplay:
         assert replay.cost > 0
         assert replay.cost == detail.llm_call.cost
         assert (replay.prompt_tokens, replay.completion_tokens) == (100, 20)
-        orders = await services.paper_trading.list_orders(user, agent_id=created.id)
+        orders = await services.paper_activity.history(user, agent_id=created.id)
         assert orders.total == 1
 
     async def test_a_different_answer_shows_field_by_field(

@@ -201,7 +201,7 @@ class TestOverride:
         assert read.action_taken is ActionTaken.BUY
         order = read.result["order"]
         assert order["status"] == OrderStatus.FILLED.value
-        orders = await services.paper_trading.list_orders(user, agent_id=created.id)
+        orders = await services.paper_activity.history(user, agent_id=created.id)
         assert [o.id for o in orders.items] == [uuid.UUID(order["id"])]
         account = await account_of(services, created.id)
         assert orders.items[0].account_id == account.id
@@ -238,7 +238,7 @@ class TestOverride:
                 )
             ).scalars()
             assert [d.id for d in decisions] == [read.id]
-        orders = await services.paper_trading.list_orders(user, agent_id=created.id)
+        orders = await services.paper_activity.history(user, agent_id=created.id)
         assert orders.total == 0
         await assert_ledger_reconciles(services, account.id)
 
@@ -281,7 +281,7 @@ class TestOverride:
         checks = {c["name"]: c["passed"] for c in read.result["plan"]["risk"]["checks"]}
         assert checks["position_size"] is False
         assert checks["cash"] is True
-        orders = await services.paper_trading.list_orders(user, agent_id=created.id)
+        orders = await services.paper_activity.history(user, agent_id=created.id)
         assert orders.total == 0
 
     async def test_a_sell_of_nothing_is_refused_by_risk(self, services: Services) -> None:
@@ -327,7 +327,7 @@ class TestScriptedModel:
         assert read.action_taken is ActionTaken.NONE
         assert read.status_reason is not None
         assert model.calls["Broken"] == 2  # the answer and one repair
-        orders = await services.paper_trading.list_orders(user, agent_id=created.id)
+        orders = await services.paper_activity.history(user, agent_id=created.id)
         assert orders.total == 0
         replay = await services.agents.replay_decision(user, created.id, read.id)
         assert replay.replayed_action == "error"
@@ -485,7 +485,7 @@ class TestCoordination:
         assert result.executed is not None
         assert result.executed.action_taken is ActionTaken.NONE
         assert result.executed.coordination_id == result.coordination_id
-        orders = await services.paper_trading.list_orders(user, agent_id=bulls[0].id)
+        orders = await services.paper_activity.history(user, agent_id=bulls[0].id)
         assert orders.total == 0
 
     async def test_a_confident_majority_executes_on_the_executor(
@@ -511,7 +511,7 @@ class TestCoordination:
         assert result.quantity == D("0.01875")  # (0.9 x 0.01 + 0.7 x 0.03) / 1.6
         assert result.executed is not None
         assert result.executed.status is DecisionStatus.EXECUTED
-        orders = await services.paper_trading.list_orders(user, agent_id=second.id)
+        orders = await services.paper_activity.history(user, agent_id=second.id)
         assert orders.total == 1
 
 

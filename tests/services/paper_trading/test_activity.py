@@ -181,13 +181,13 @@ class TestOrders:
             await rest(services, account, "buy", "1", order_type="limit", price=str(50 + i))
             for i in range(3)
         ]
-        page = await services.paper_trading.list_orders(account.user_id, limit=2, offset=1)
+        page = await services.paper_activity.history(account.user_id, limit=2, offset=1)
         assert (page.total, page.limit, page.offset) == (3, 2, 1)
         assert [o.id for o in page.items] == [placed[1].id, placed[0].id]
 
 
 async def _all_orders(services: Services, user_id: uuid.UUID) -> list[OrderRead]:
-    return (await services.paper_trading.list_orders(user_id, limit=500)).items
+    return (await services.paper_activity.history(user_id, limit=500)).items
 
 
 async def _walk_fills(services: Services, user_id: uuid.UUID, limit: int) -> list[TradeRead]:

@@ -473,7 +473,7 @@ class TestRebalanceOnTheExchange:
         assert [o.order.id for o in again.orders if o.order] == [
             o.order.id for o in first.orders if o.order
         ]
-        page = await services.paper_trading.list_orders(account.user_id, account_id=account.id)
+        page = await services.paper_activity.history(account.user_id, account_id=account.id)
         assert page.total == 1
         other = await services.portfolio.rebalance(
             account.user_id, request, idempotency_key="another-key"
