@@ -12,10 +12,12 @@ Definitions:
 - Annualisation assumes the market trades every day (crypto): a year is 365 days, and a
   series of snapshots taken every `s` seconds has `365 * 86400 / s` periods a year, with
   `s` the median spacing (robust to a gap while the service was down).
-- Sharpe is `mean / stdev * sqrt(periods_per_year)` with a zero risk-free rate and the
-  sample standard deviation (ddof=1); Sortino replaces the stdev by the downside
-  deviation `sqrt(mean(min(r, 0)^2))` over all periods (target 0). Both are None when
-  undefined: fewer than two returns, or no dispersion (no downside for Sortino).
+- Sharpe is `mean(x) / stdev(x) * sqrt(periods_per_year)` of the excess returns
+  `x = r - risk_free`, with `risk_free` a rate per period (default 0) and the sample
+  standard deviation (ddof=1); Sortino replaces the stdev by the downside deviation
+  `sqrt(mean(min(x, 0)^2))` over all periods, `risk_free` being its target. Both are
+  None when undefined: fewer than two returns, or no dispersion (no downside for
+  Sortino). These are empyrical's definitions (docs/metrics.md), tested against it.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from itertools import pairwise
 from statistics import median
 
 import numpy as np
+import numpy.typing as npt
 
 SECONDS_PER_YEAR = 365 * 24 * 60 * 60
 # A per-period standard deviation below this is float noise around a flat series: the
 # ratio would be an artefact (and could overflow the NUMERIC column it is stored in).
 _MIN_DISPERSION = 1e-12
+
+# The return-series statistics take a list or a numpy array (a backtest's returns).
+Returns = Sequence[float] | npt.NDArray[np.float64]
 
 
 def simple_returns(equity: Sequence[Decimal]) -> list[float]:
@@ -74,32 +80,35 @@ def periods_per_year(timestamps: Sequence[datetime]) -> float | None:
     return SECONDS_PER_YEAR / spacing
 
 
-def volatility(returns: Sequence[float], periods: float) -> float | None:
+def volatility(returns: Returns, periods: float) -> float | None:
     """Annualised sample standard deviation of the returns; None for fewer than two."""
     if len(returns) < 2:
         return None
     return float(np.std(returns, ddof=1)) * math.sqrt(periods)
 
 
-def sharpe_ratio(returns: Sequence[float], periods: float) -> float | None:
-    """Annualised mean over sample stdev, risk-free rate 0; None when undefined."""
+def sharpe_ratio(returns: Returns, periods: float, *, risk_free: float = 0.0) -> float | None:
+    """Annualised mean over sample stdev of the returns in excess of `risk_free` per
+    period; None when undefined."""
     if len(returns) < 2:
         return None
-    deviation = float(np.std(returns, ddof=1))
+    excess = np.asarray(returns, dtype=float) - risk_free
+    deviation = float(np.std(excess, ddof=1))
     if deviation < _MIN_DISPERSION:
         return None
-    return float(np.mean(returns)) / deviation * math.sqrt(periods)
+    return float(np.mean(excess)) / deviation * math.sqrt(periods)
 
 
-def sortino_ratio(returns: Sequence[float], periods: float) -> float | None:
-    """Annualised mean over downside deviation (target 0); None without a losing period."""
+def sortino_ratio(returns: Returns, periods: float, *, risk_free: float = 0.0) -> float | None:
+    """Annualised mean excess over downside deviation below `risk_free` per period; None
+    without a period below it."""
     if len(returns) < 2:
         return None
-    series = np.asarray(returns, dtype=float)
-    downside = float(np.sqrt(np.mean(np.minimum(series, 0.0) ** 2)))
+    excess = np.asarray(returns, dtype=float) - risk_free
+    downside = float(np.sqrt(np.mean(np.minimum(excess, 0.0) ** 2)))
     if downside < _MIN_DISPERSION:
         return None
-    return float(np.mean(series)) / downside * math.sqrt(periods)
+    return float(np.mean(excess)) / downside * math.sqrt(periods)
 
 
 def win_rate(winning: int, closed: int) -> Decimal | None:
