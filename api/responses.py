@@ -43,13 +43,16 @@ def _error(description: str) -> dict[str, Any]:
 def error_responses(
     *,
     not_found: str | None = None,
+    forbidden: str | None = None,
     conflict: str | None = None,
     invalid: str | None = None,
     rate_limited: bool = True,
 ) -> Responses:
-    """404, 409, 422 (each when described) and 429 (unless `rate_limited=False`), all
+    """403, 404, 409, 422 (each when described) and 429 (unless `rate_limited=False`), all
     with ErrorResponse as their body."""
     responses: Responses = {}
+    if forbidden is not None:
+        responses[403] = _error(forbidden)
     if not_found is not None:
         responses[404] = _error(not_found)
     if conflict is not None:

@@ -43,7 +43,10 @@ _LIST_ERRORS = error_responses(
 _ACCOUNT_QUERY = Annotated[
     uuid.UUID | None, Query(description="One of your accounts; omitted: the default one.")
 ]
-_CLOSE_CONFLICT = "The account changed under the sell too often to place it (retry)."
+_CLOSE_CONFLICT = (
+    "The account changed under the sell too often to place it (retry), or a kill switch "
+    "stops the account (`kill_switch_engaged`)."
+)
 _StatusFilter = Annotated[
     OrderListStatus | None,
     Query(description="open = pending or partial; closed = filled, cancelled, rejected."),
@@ -73,10 +76,12 @@ _Cursor = Annotated[
     response_model=OrderRead,
     responses=error_responses(
         not_found="Unknown symbol or account.",
-        conflict="client_order_id reused with other parameters, or the account changed "
-        "under the order too often to place it (retry).",
+        conflict="client_order_id reused with other parameters, the account changed "
+        "under the order too often to place it (retry), or a kill switch stops the "
+        "account (`kill_switch_engaged`).",
         invalid="Invalid order: a pair rule (its code names the rule), the funds "
-        "(`insufficient_funds`), the account, or the request shape.",
+        "(`insufficient_funds`), a risk limit (`risk_limit_exceeded`: each limit and its "
+        "numbers in `details.limits`), the account, or the request shape.",
     ),
     summary="Place a paper order",
 )
@@ -233,10 +238,10 @@ async def cancel_order(
     response_model=OrderRead,
     responses=error_responses(
         not_found=_NO_ORDER,
-        conflict="The order is already filled, cancelled or rejected, or its "
-        "client_order_id was used for another order.",
+        conflict="The order is already filled, cancelled or rejected, its "
+        "client_order_id was used for another order, or a kill switch stops the account.",
         invalid="Nothing to change, a change the order's type does not take, a pair rule, "
-        "or the funds for the new version (`insufficient_funds`).",
+        "the funds for the new version (`insufficient_funds`) or a risk limit.",
     ),
     summary="Replace an open order (quantity, limit, stop, expiry)",
 )

@@ -297,6 +297,66 @@ class AgentSettings(BaseSettings):
         return self.cycle_deadline_seconds + max(30.0, self.cycle_deadline_seconds / 4)
 
 
+class RiskSettings(BaseSettings):
+    """The risk monitor, the metrics it stores and when it alerts (docs/risk.md)."""
+
+    model_config = _config("RISK_")
+
+    monitor_enabled: bool = Field(
+        default=True, description="Run the risk monitor: limits, alerts, stored metrics."
+    )
+    monitor_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="How often every account with limits is re-evaluated.",
+    )
+    after_fill_delay_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description="After a fill the account is re-evaluated this much later "
+        "(the fills in between count once).",
+    )
+    metrics_interval_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        le=86400,
+        description="How often each active account's metrics are stored.",
+    )
+    history_days: int = Field(
+        default=365, ge=30, le=3650, description="Daily closes the metrics and stress tests read."
+    )
+    benchmark_symbol: str = Field(
+        default="BTC-USD", min_length=1, max_length=50, description="Beta is measured against it."
+    )
+    approach_pct: Decimal = Field(
+        default=Decimal(80),
+        gt=0,
+        lt=100,
+        allow_inf_nan=False,
+        description="A limit used this much (percent) raises a limit_approached alert.",
+    )
+    var_alert_pct: Decimal = Field(
+        default=Decimal(10),
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="One-day 99% VaR above this percent of equity raises a var_breach alert.",
+    )
+    concentration_alert_pct: Decimal = Field(
+        default=Decimal(50),
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="A position above this percent of equity raises a position_risk alert.",
+    )
+    kill_switch_flatten: bool = Field(
+        default=False,
+        description="A kill switch engaged by a kill_on_breach limit also sells every position.",
+    )
+
+
 class WebSocketSettings(BaseSettings):
     model_config = _config("WS_")
 
@@ -338,6 +398,7 @@ class Settings(BaseSettings):
     websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
     paper: PaperTradingSettings = Field(default_factory=PaperTradingSettings)
     agents: AgentSettings = Field(default_factory=AgentSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -82,3 +82,10 @@ class InsufficientFundsError(AppError):
 class RiskLimitExceededError(AppError):
     code = "risk_limit_exceeded"
     status_code = 422
+
+
+class KillSwitchEngagedError(AppError):
+    """A kill switch stops the account: no order goes through but its flattening."""
+
+    code = "kill_switch_engaged"
+    status_code = 409

@@ -101,7 +101,12 @@ _AGENT_STATUS = _Message(
     "agentStatus", AgentStatusEvent, "Agent status", "An agent's status changed."
 )
 _AGENT_RUN = _Message("agentRun", AgentRunEvent, "Agent run", "One AG-UI event of a cycle.")
-_RISK_ALERT = _Message("riskAlert", RiskAlertEvent, "Risk alert", "Reserved: not published.")
+_RISK_ALERT = _Message(
+    "riskAlert",
+    RiskAlertEvent,
+    "Risk alert",
+    "A limit approached or breached, a VaR or concentration alert, or a kill switch.",
+)
 
 _OWN = "Events of the connection's user only."
 _DURABLE = (
@@ -276,7 +281,8 @@ OPERATIONS: tuple[_Operation, ...] = (
         "send",
         Channel.RISK.value,
         (_RISK_ALERT,),
-        "Reserved for risk alerts: nothing sends them yet.",
+        "Cival publishes each risk alert of the user: limits approached or breached, VaR "
+        "and concentration alerts, kill switches.",
     ),
 )
 

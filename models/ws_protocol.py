@@ -17,14 +17,15 @@ its own envelope model here, whose `data` is what its publisher builds today:
     agent_decision    agents           services/agents/cycle.py: each decision cycle
     agent_status      agents           services/agents/service.py: a status change
     agent_run         agent:{id}       services/agents/run_stream.py: AG-UI events
-    risk_alert        risk             nothing yet
+    risk_alert        risk             services/risk/alerts.py: a limit approached or
+                                       breached, a VaR or concentration alert, a kill switch
 
 `parse_server_message(frame)` validates one received frame against the model its
 `type` names. The models refuse unknown fields and coerce nothing (a decimal must be a
 decimal string, a time an ISO-8601 string, an id a UUID string), so a payload that
 drifts from what is documented here fails to parse. Two exceptions: an AG-UI event is
 closed at its top level only (what it nests is ag-ui-protocol's own, open models), and
-risk_alert's data has no shape yet. Validate JSON text with them
+a risk alert's own `data` (its figures) differs by alert type. Validate JSON text with them
 (`model_validate_json`), not Python objects: strict mode takes a UUID or a time only
 as a JSON string.
 
@@ -76,6 +77,7 @@ from models.enums import (
     TimeInForce,
 )
 from models.events import EventType
+from models.risk import AlertType, Severity
 
 # --- wire types -----------------------------------------------------------------------
 
@@ -464,13 +466,31 @@ class AgentRunEvent(_Envelope):
     data: AgentRunData
 
 
+class RiskAlertData(_Strict):
+    """A risk alert as GET /api/v1/risk/alerts lists it (docs/risk.md)."""
+
+    id: uuid.UUID = Field(description="The alert; acknowledge it by this id.")
+    alert_type: AlertType = Field(description="What it is about.")
+    severity: Severity = Field(description="low, medium, high or critical.")
+    message: str = Field(description="What happened, with the numbers.")
+    data: dict[str, Any] = Field(
+        description="Its figures: for a limit, the limit and its current, projected and "
+        "utilisation; for a kill switch, what engaging it did."
+    )
+    account_id: uuid.UUID | None = Field(description="The account it is about, if one.")
+    limit_id: uuid.UUID | None = Field(description="The limit it is about, if one.")
+    acknowledged: bool = Field(description="False when pushed.")
+    acknowledged_at: datetime | None = Field(description="Null when pushed.")
+    created_at: datetime = Field(description="When it was raised.")
+
+
 class RiskAlertEvent(_Envelope):
-    """Reserved for risk alerts on the durable `risk` channel: no service publishes one
-    yet, so its data has no fixed shape."""
+    """A risk alert, on the durable `risk` channel: a reconnecting client replays the
+    ones it missed with `since`."""
 
     type: Literal["risk_alert"]
     channel: Literal["risk"]
-    data: dict[str, Any]
+    data: RiskAlertData
 
 
 # --- control messages from the server -------------------------------------------------

@@ -22,6 +22,7 @@ from services.paper_trading.activity import PaperActivity
 from services.paper_trading.lifecycle import PaperLifecycle
 from services.paper_trading.service import PaperTradingService
 from services.portfolio.service import PortfolioService
+from services.risk.service import RiskService
 from services.sample_data.service import SampleDataService
 from services.users.service import UserService
 
@@ -44,6 +45,7 @@ class Services:
     portfolio: PortfolioService
     llm: LLMService
     agents: AgentService
+    risk: RiskService
 
 
 def build_services(settings: Settings) -> Services:
@@ -131,6 +133,24 @@ def build_services(settings: Settings) -> Services:
         depends_on=("database", "market_data", "paper_trading", "portfolio", "llm", "event_bus"),
     )
 
+    risk = RiskService(
+        database,
+        market_data,
+        paper_trading,
+        paper_lifecycle,
+        agents,
+        event_bus,
+        settings.risk,
+    )
+    paper_lifecycle.after_reset.append(risk.gate.forget_account)
+    # After the paper exchange (its check is installed on it) and the agents (a kill
+    # switch pauses them).
+    registry.register(
+        "risk",
+        risk,
+        depends_on=("database", "market_data", "paper_trading", "agents", "event_bus"),
+    )
+
     return Services(
         settings=settings,
         registry=registry,
@@ -148,4 +168,5 @@ def build_services(settings: Settings) -> Services:
         portfolio=portfolio,
         llm=llm,
         agents=agents,
+        risk=risk,
     )

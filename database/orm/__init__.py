@@ -14,6 +14,7 @@ from database.orm.market import (
     TradingPair,
     WatchlistItem,
 )
+from database.orm.risk import KillSwitch, RiskAlert, RiskMetric, TradingLimit
 from database.orm.strategy import Strategy
 from database.orm.system import AppLog, EventOutbox, SystemMetric
 from database.orm.trading import (
@@ -63,6 +64,7 @@ __all__ = [
     "EventOutbox",
     "ExchangeCredential",
     "FileProcessingStatus",
+    "KillSwitch",
     "LLMCall",
     "LLMProvider",
     "Liquidity",
@@ -76,7 +78,9 @@ __all__ = [
     "PortfolioSnapshot",
     "Position",
     "PriceTicker",
+    "RiskAlert",
     "RiskLevel",
+    "RiskMetric",
     "Strategy",
     "StrategyType",
     "SystemMetric",
@@ -84,6 +88,7 @@ __all__ = [
     "Timeframe",
     "Trade",
     "TradingAccount",
+    "TradingLimit",
     "TradingPair",
     "User",
     "UserRole",

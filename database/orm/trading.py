@@ -123,6 +123,10 @@ class TradingAccount(UUIDPrimaryKey, UserOwned, Timestamps, Base):
     # Largest peak-to-trough fall of equity, as a fraction of the peak.
     max_drawdown: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     sharpe_ratio: Mapped[Decimal | None] = mapped_column(Money)
+    # Bumped whenever a limit or a kill switch over the account changes: the pre-trade
+    # check reads it with the account (under the order's lock) and re-reads its rules
+    # only when it moved (services/risk/gate.py).
+    risk_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     credentials_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -8,6 +8,7 @@ caller has already authorised (it came with the agent from `find_owned`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -96,3 +97,20 @@ async def add(session: AsyncSession, agent: Agent) -> Agent:
     session.add(agent)
     await session.flush()
     return agent
+
+
+async def running_on_accounts(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID] | None
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(user_id, agent_id) of the live agents trading these accounts (None: every
+    account) that are active or paused (a budget pause would lift itself at midnight):
+    internal, for a kill switch."""
+    running = (AgentStatus.ACTIVE.value, AgentStatus.PAUSED.value)
+    query = (
+        select(Agent.user_id, Agent.id)
+        .join(TradingAccount, TradingAccount.agent_id == Agent.id)
+        .where(Agent.status.in_(running), Agent.deleted_at.is_(None))
+    )
+    if account_ids is not None:
+        query = query.where(TradingAccount.id.in_(account_ids))
+    return [(user_id, agent_id) for user_id, agent_id in (await session.execute(query)).all()]

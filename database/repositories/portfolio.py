@@ -211,3 +211,20 @@ async def delete_snapshots_of_account(session: AsyncSession, account_id: uuid.UU
     )
     deleted: int = result.rowcount  # type: ignore[attr-defined]
     return deleted
+
+
+async def first_snapshot_since(
+    session: AsyncSession, account_id: uuid.UUID, *, user_id: uuid.UUID, since: datetime
+) -> Decimal | None:
+    """Equity of the account's earliest snapshot taken at `since` or later; None if none."""
+    query = (
+        select(PortfolioSnapshot.equity)
+        .where(
+            PortfolioSnapshot.account_id == account_id,
+            PortfolioSnapshot.user_id == user_id,
+            PortfolioSnapshot.taken_at >= since,
+        )
+        .order_by(PortfolioSnapshot.taken_at)
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()

@@ -442,6 +442,10 @@ class AgentService:
         )
         return read
 
+    async def pause_agent(self, user_id: uuid.UUID, agent_id: uuid.UUID, *, reason: str) -> None:
+        """Paused with the reason until its user starts it again (a kill switch)."""
+        await self._set_status(user_id, agent_id, AgentStatus.PAUSED, reason)
+
     async def _set_status(
         self,
         user_id: uuid.UUID,

@@ -54,6 +54,7 @@ from services.paper_trading.matching import (
     make_fill,
 )
 from services.paper_trading.matching import Order as EngineOrder
+from services.paper_trading.placing import PreTradeCheck
 
 
 class TickFills:
@@ -86,6 +87,10 @@ class TickFills:
         self._gate = gates
         self.fills_applied = 0
         self.fill_errors = 0
+        # The risk check (set once the risk service is built): a kill switch halts fills.
+        self.pre_trade: PreTradeCheck | None = None
+        # Orders a kill switch kept from filling in this step (put back in the index).
+        self._halted: set[str] = set()
 
     async def on_ticks(self, ticks: Mapping[str, Tick]) -> None:
         for symbol, tick in ticks.items():
@@ -104,6 +109,10 @@ class TickFills:
                                 self._books.venue.give_back(event.taken)
                         else:
                             await self._apply_trigger(event)
+                    if event.order.id in self._halted:
+                        # The index moved it on; it did not trade: back as it is stored.
+                        self._halted.discard(event.order.id)
+                        await self.reindex(event.order.id)
                 except Exception as error:
                     self.fill_errors += 1
                     log.exception("resting_order_failed", order_id=event.order.id)
@@ -142,6 +151,16 @@ class TickFills:
         if closed is not None:
             log.error("failing_order_cancelled", order_id=order_id, reason=why)
 
+    async def _fillable(
+        self, session: AsyncSession, book: ledger.Book, order_id: str, filled_before: Decimal
+    ) -> Order | None:
+        """The order to fill, locked, or None: it moved on, or a kill switch halts its
+        account (the switch cancels it; nothing of it fills first)."""
+        if self.pre_trade is not None and await self.pre_trade.halted(session, book):
+            self._halted.add(order_id)
+            return None
+        return await _open_order(session, order_id, filled_before)
+
     async def _apply_resting_fill(self, event: RestingFill) -> bool:
         """Book one maker fill; False when the order moved on and nothing was booked."""
         after, fill = event.order, event.fill
@@ -150,7 +169,7 @@ class TickFills:
         async with self._database.database.transaction() as session:
             # Account first, then the order: the lock order every path takes.
             book = await ledger.lock_book(session, uuid.UUID(after.account_id))
-            order = await _open_order(session, after.id, filled_before)
+            order = await self._fillable(session, book, after.id, filled_before)
             if order is None:
                 return False
             outbox = Outbox(order.user_id)
@@ -187,7 +206,7 @@ class TickFills:
         try:
             async with self._database.database.transaction() as session:
                 book = await ledger.lock_book(session, uuid.UUID(converted.account_id))
-                order = await _open_order(session, converted.id, filled_before)
+                order = await self._fillable(session, book, converted.id, filled_before)
                 if order is None:
                     return
                 outbox = Outbox(order.user_id)

@@ -98,10 +98,11 @@ class PaperLifecycle:
         *,
         account_id: uuid.UUID | None = None,
         symbol: str | None = None,
+        reason: str = "cancelled by the user",
     ) -> OrderList:
         """Cancel every open order of the user (of one account, of one symbol), each
-        through the exchange's cancel; one that closed meanwhile is skipped. An account
-        of another user is a 404, an unknown symbol too."""
+        through the exchange's cancel with `reason`; one that closed meanwhile is
+        skipped. An account of another user is a 404, an unknown symbol too."""
         resolved = self._market.resolve_symbol(symbol) if symbol is not None else None
         async with self._database.database.read() as session:
             if account_id is not None:
@@ -109,14 +110,16 @@ class PaperLifecycle:
             orders = await order_repo.open_of(
                 session, user_id=user_id, account_id=account_id, symbol=resolved
             )
-        cancelled = await self._cancel_each(user_id, [order.id for order in orders])
+        cancelled = await self._cancel_each(user_id, [order.id for order in orders], reason)
         return OrderList(items=cancelled, count=len(cancelled))
 
-    async def _cancel_each(self, user_id: uuid.UUID, order_ids: list[uuid.UUID]) -> list[OrderRead]:
+    async def _cancel_each(
+        self, user_id: uuid.UUID, order_ids: list[uuid.UUID], reason: str = "cancelled by the user"
+    ) -> list[OrderRead]:
         cancelled = []
         for order_id in order_ids:
             try:
-                cancelled.append(await self._trading.cancel_order(user_id, order_id))
+                cancelled.append(await self._trading.cancel_order(user_id, order_id, reason=reason))
             except ledger.LedgerConflictError:
                 raise  # the ledger refused a write: a bug to see, not an order to skip
             except (ConflictError, NotFoundError) as e:
@@ -134,6 +137,7 @@ class PaperLifecycle:
         account_id: uuid.UUID | None = None,
         quantity: Decimal | None = None,
         percentage: Decimal | None = None,
+        flatten: bool = False,
     ) -> PositionClose:
         """Sell the position (all of it, `quantity`, or `percentage` of it) at market
         after cancelling the symbol's open sells; 404 without a position, 422 when the
@@ -173,7 +177,7 @@ class PaperLifecycle:
             account_id=account.id,
             reasoning=f"close {percentage}% of the position" if percentage else "close position",
         )
-        placed = await self._trading.place_order(user_id, sell)
+        placed = await self._trading.place_order(user_id, sell, flatten=flatten)
         log.info(
             "position_closed",
             account_id=str(account.id),
@@ -206,11 +210,12 @@ class PaperLifecycle:
         normalize_order(draft, rules, bid=ticker.bid, ask=ticker.ask)
 
     async def close_all(
-        self, user_id: uuid.UUID, *, account_id: uuid.UUID | None = None
+        self, user_id: uuid.UUID, *, account_id: uuid.UUID | None = None, flatten: bool = False
     ) -> PositionCloseList:
         """Close every open position of the account (the default one unless named),
         one market sell each; a position that cannot be sold (below the pair's minimum,
-        say) is reported in `skipped` with the reason, and the others still close."""
+        say) is reported in `skipped` with the reason, and the others still close.
+        `flatten`: a kill switch's exit, the one trade the switch lets through."""
         async with self._database.database.read() as session:
             account = await find_account(session, user_id, account_id)
             positions = [
@@ -222,7 +227,11 @@ class PaperLifecycle:
         skipped: list[PositionCloseSkipped] = []
         for symbol, held in positions:
             try:
-                closed.append(await self.close_position(user_id, symbol, account_id=account.id))
+                closed.append(
+                    await self.close_position(
+                        user_id, symbol, account_id=account.id, flatten=flatten
+                    )
+                )
             except AppError as e:
                 skipped.append(
                     PositionCloseSkipped(

@@ -75,6 +75,30 @@ class OrderJournal(Protocol):
     async def record(self, session: AsyncSession, order: OrderRead) -> None: ...
 
 
+class PreparedCheck(Protocol):
+    """The pre-trade check with what it read of the account: decides on the order once
+    it is known what the order takes (synchronously, between taking depth and the
+    funds check). Raises RiskLimitExceededError naming the limit and the numbers."""
+
+    def check(self, *, symbol: str, side: OrderSide, notional: Decimal, rests: bool) -> None: ...
+
+
+class PreTradeCheck(Protocol):
+    """The risk check every new order passes (services/risk/gate.py): `prepare` reads
+    what it needs under the account's lock, and may refuse the order outright (a kill
+    switch)."""
+
+    async def prepare(
+        self, session: AsyncSession, book: ledger.Book, new: Placement
+    ) -> PreparedCheck | None:
+        """None: nothing to check (no limits hold on the account)."""
+        ...
+
+    async def halted(self, session: AsyncSession, book: ledger.Book) -> bool:
+        """A kill switch stops the account: its resting orders must not fill."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Placement:
     """A new order as `place_order` prepared it: who places it where, the request, and
@@ -92,6 +116,8 @@ class Placement:
     decision_id: uuid.UUID | None
     journal: OrderJournal | None
     replaces: uuid.UUID | None = None
+    # A sell of a kill switch's flattening: the one order a switch lets through.
+    flatten: bool = False
 
 
 def end_of_day(moment: datetime) -> datetime:
@@ -238,6 +264,7 @@ async def execute_new(
     books: TakerBooks,
     fees: FeeSchedule,
     now: datetime,
+    pre_trade: PreTradeCheck | None = None,
 ) -> Executed:
     """Execute what crosses, lock what rests, write the order, its fills and the
     balances (one flush). Every depth taken is appended to `taken`, for the caller to
@@ -265,6 +292,8 @@ async def execute_new(
         draft, ticker.last, bid=ticker.bid, ask=ticker.ask
     ):
         working, triggered_at = trigger_stop(draft), now
+    # Its reads are the last await before the funds check (see the module doc).
+    prepared = await pre_trade.prepare(session, book, new) if pre_trade is not None else None
     execution, fills = _take(working, request, books, rates, taken)
     if execution is None:
         resting: Decimal = working.remaining
@@ -273,6 +302,13 @@ async def execute_new(
     else:
         resting = ZERO
     buy = draft.side is OrderSide.BUY
+    if prepared is not None:
+        prepared.check(
+            symbol=symbol,
+            side=draft.side,
+            notional=_notional(fills, resting, working, ticker),
+            rests=bool(resting),
+        )
     lock_asset = rules.quote_asset if buy else rules.base_asset
     if buy:
         with localcontext(MONEY_CONTEXT):
@@ -326,6 +362,18 @@ def _take(
     if request.notional is not None and request.side is OrderSide.BUY:
         fills = _within_notional(fills, request.notional)
     return execution, fills
+
+
+def _notional(
+    fills: tuple[Fill, ...], resting: Decimal, working: EngineOrder, ticker: Ticker
+) -> Decimal:
+    """What the order trades at most: its fills, and what rests at its limit (else its
+    stop, else the far touch)."""
+    price = working.limit_price or working.stop_price
+    if price is None:
+        price = ticker.ask if working.side is OrderSide.BUY else ticker.bid
+    with localcontext(MONEY_CONTEXT):
+        return sum((fill.notional for fill in fills), ZERO) + resting * price
 
 
 def _within_notional(fills: tuple[Fill, ...], notional: Decimal) -> tuple[Fill, ...]:
@@ -439,6 +487,8 @@ __all__ = [
     "Executed",
     "OrderJournal",
     "Placement",
+    "PreTradeCheck",
+    "PreparedCheck",
     "check_account_takes",
     "draft_of",
     "end_of_day",

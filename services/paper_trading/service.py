@@ -84,6 +84,7 @@ from services.paper_trading.matching import Order as EngineOrder
 from services.paper_trading.placing import (
     OrderJournal,
     Placement,
+    PreTradeCheck,
     draft_of,
     execute_new,
     replaced_request,
@@ -125,6 +126,17 @@ class PaperTradingService:
         self._latency = settings.paper.order_latency_ms / 1000
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self._unsubscribe: Callable[[], None] | None = None
+        self._pre_trade: PreTradeCheck | None = None
+
+    @property
+    def pre_trade(self) -> PreTradeCheck | None:
+        """The risk check every new order and every resting fill passes."""
+        return self._pre_trade
+
+    @pre_trade.setter
+    def pre_trade(self, check: PreTradeCheck | None) -> None:
+        self._pre_trade = check
+        self._fills.pre_trade = check
 
     @property
     def fills_applied(self) -> int:
@@ -208,11 +220,13 @@ class PaperTradingService:
         agent_id: uuid.UUID | None = None,
         decision_id: uuid.UUID | None = None,
         journal: OrderJournal | None = None,
+        flatten: bool = False,
     ) -> OrderRead:
         """Place, execute what crosses, rest the rest; raises NotFoundError (symbol,
         account), RuleViolation (pair rules), InsufficientFundsError, ConflictError
-        (client_order_id reused with other parameters). A `journal` writes its rows in
-        the order's transaction (not on an idempotent replay of an earlier order)."""
+        (client_order_id reused with other parameters), RiskLimitExceededError (the
+        pre-trade check). A `journal` writes its rows in the order's transaction (not on
+        an idempotent replay of an earlier order). `flatten`: a kill switch's exit."""
         symbol = self._market.resolve_symbol(request.symbol)
         rules = self._market.pair_rules(symbol)
         ticker = self._market.ticker(symbol)
@@ -244,6 +258,7 @@ class PaperTradingService:
             agent_id=agent_id,
             decision_id=decision_id,
             journal=journal,
+            flatten=flatten,
         )
         async with self._gate(account_id):
             try:
@@ -328,6 +343,7 @@ class PaperTradingService:
                         books=self._books,
                         fees=self._fees,
                         now=self._clock(),
+                        pre_trade=self.pre_trade,
                     )
             except BaseException as error:
                 # Refused or rolled back: the depth it took is the market's again, so

@@ -26,6 +26,7 @@ EMBEDDED_SERVICES = {
     "portfolio",
     "llm",
     "agents",
+    "risk",
 }
 
 

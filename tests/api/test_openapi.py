@@ -73,6 +73,18 @@ OPERATION_IDS = {
     "getAgentDecision",
     "replayAgentDecision",
     "getAgentCalibration",
+    "createRiskLimit",
+    "listRiskLimits",
+    "getRiskLimit",
+    "updateRiskLimit",
+    "deleteRiskLimit",
+    "engageKillSwitch",
+    "listKillSwitches",
+    "releaseKillSwitch",
+    "listRiskAlerts",
+    "acknowledgeRiskAlerts",
+    "runStressTest",
+    "getRiskMetrics",
 }
 
 CAMEL_CASE = re.compile(r"[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+")
@@ -160,12 +172,15 @@ class TestErrorResponses:
     def test_conflicts_are_documented_where_services_raise_them(self, spec: dict[str, Any]) -> None:
         conflicts = {op["operationId"] for _, _, op in operations(spec) if "409" in op["responses"]}
         assert conflicts == {
-            "placePaperOrder",  # client_order_id reused, ledger conflict
+            "placePaperOrder",  # client_order_id reused, ledger conflict, kill switch
             "cancelPaperOrder",  # already closed
-            "replacePaperOrder",  # already closed, client_order_id reused
-            "closePaperPosition",  # the account changed under the sell (retry)
+            "replacePaperOrder",  # already closed, client_order_id reused, kill switch
+            "closePaperPosition",  # the account changed under the sell (retry), kill switch
             "addToWatchlist",  # already watched
             "executeAgentDecision",  # daily budget spent
+            "createRiskLimit",  # an active limit of the same scope exists
+            "updateRiskLimit",  # activating it would duplicate one
+            "releaseKillSwitch",  # released already
         }
 
     def test_every_route_under_the_api_prefix_documents_429(self, spec: dict[str, Any]) -> None:

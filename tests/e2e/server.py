@@ -34,6 +34,7 @@ STOP_DEADLINE_SECONDS = 30.0
 
 # Every variable core.config reads, by prefix or by name.
 _SETTING_PREFIXES = (
+    "RISK_",
     "DATABASE_",
     "REDIS_",
     "PAPER_",

@@ -246,11 +246,11 @@ class TestCancelAll:
         stays = await rest(services, account, "buy", "1", order_type="limit", price="40")
         cancel = trading.cancel_order
 
-        async def fill_first(user_id: uuid.UUID, order_id: uuid.UUID) -> OrderRead:
+        async def fill_first(user_id: uuid.UUID, order_id: uuid.UUID, **kw: str) -> OrderRead:
             # Between the list and this cancel, the market trades through the order at 50.
             if order_id == fills.id:
                 await trading.on_ticks(tick("49", "50", asks=[("50", "10")]))
-            return await cancel(user_id, order_id)
+            return await cancel(user_id, order_id, **kw)
 
         monkeypatch.setattr(trading, "cancel_order", fill_first)
         result = await services.paper_lifecycle.cancel_all(account.user_id)
