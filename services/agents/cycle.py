@@ -395,7 +395,13 @@ class DecisionCycle:
         record["rebalance"] = rebalanced.model_dump(mode="json")
         record["order_risk"] = gate.verdicts
         placed = [o for o in rebalanced.orders if o.status is RebalanceOrderStatus.PLACED]
-        refused = [o for o in rebalanced.orders if o.reason_code == RISK_REFUSED]
+        # Refused by the agent's own check, or by the exchange (the user's limits, a
+        # kill switch, the funds): a rebalance of which nothing was placed did nothing.
+        refused = [
+            o
+            for o in rebalanced.orders
+            if o.reason_code == RISK_REFUSED or o.status is RebalanceOrderStatus.FAILED
+        ]
         reason = f"rebalance placed {len(placed)} order(s)"
         if refused:
             reason += "; " + "; ".join(f"{o.side.value} {o.symbol} {o.reason}" for o in refused)

@@ -20,6 +20,7 @@ from models.agents import AgentCreate
 from models.decisions import Decision
 from models.enums import ActionTaken, DecisionStatus, OrderSide, OrderStatus, OrderType
 from models.portfolio import RebalanceOrderStatus
+from models.risk import LimitCreate
 from models.trading import OrderRead
 from services.agents.planning import Inputs, Quote, RebalanceGate
 from services.agents.risk import Holding, RiskLimits
@@ -216,4 +217,24 @@ class TestAgentRebalance:
         assert read.action_taken is ActionTaken.NONE
         assert read.status_reason is not None
         assert "1 open buy order(s) of 600 USD still to fill" in read.status_reason
+        assert await orders_of(services, read.id) == []
+
+    async def test_a_rebalance_the_exchange_refuses_whole_did_nothing(
+        self, services: Services
+    ) -> None:
+        # The user's order_notional limit refuses every order at the exchange: the
+        # decision did nothing and says why, not "executed, placed 0 order(s)".
+        user = services.users.solo_user_id
+        created = await services.agents.create_agent(user, agent("Capped"))
+        await services.risk.create_limit(
+            user,
+            LimitCreate.model_validate({"limit_type": "order_notional", "limit_value": "1"}),
+        )
+
+        read = await services.agents.execute_decision(user, created.id, rebalance({BTC: "0.05"}))
+
+        assert read.status is DecisionStatus.REJECTED, read.status_reason
+        assert read.action_taken is ActionTaken.NONE
+        assert read.status_reason is not None
+        assert "order_notional" in read.status_reason
         assert await orders_of(services, read.id) == []
