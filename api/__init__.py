@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api import agents, health, market, portfolio, risk, trading, websocket
+from api import agents, health, market, portfolio, risk, strategies, trading, websocket
 
 # Probes are never rate limited (a load balancer polls them).
 RATE_LIMIT_EXEMPT = (health.health,)
@@ -29,5 +29,6 @@ def build_router(api_prefix: str, *, http_dependencies: Sequence[Any] = ()) -> A
     versioned.include_router(portfolio.router)
     versioned.include_router(agents.router)
     versioned.include_router(risk.router)
+    versioned.include_router(strategies.router)
     root.include_router(versioned, dependencies=deps)
     return root

@@ -75,8 +75,12 @@ class FileProcessingStatus(StrEnum):
 
 
 class StrategyType(StrEnum):
-    MOMENTUM = "momentum"
+    # The four built-in kinds (models/strategy_params.py) first; arbitrage, ml_prediction
+    # and custom stay so that rows of the seed's vocabulary remain valid.
+    TREND_FOLLOWING = "trend_following"
     MEAN_REVERSION = "mean_reversion"
+    MOMENTUM = "momentum"
+    BREAKOUT = "breakout"
     ARBITRAGE = "arbitrage"
     ML_PREDICTION = "ml_prediction"
     CUSTOM = "custom"

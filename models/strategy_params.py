@@ -34,7 +34,8 @@ class TrendFollowingParams(InputModel):
     """Moving-average crossover: long while the fast average is above the slow one."""
 
     fast_window: int = Field(default=20, ge=1, le=MAX_WINDOW)
-    slow_window: int = Field(default=50, ge=2, le=MAX_WINDOW)
+    # validate_default: a fast window sent alone must still be below the default slow one.
+    slow_window: int = Field(default=50, ge=2, le=MAX_WINDOW, validate_default=True)
     average: Literal["sma", "ema"] = "sma"
 
     @field_validator("slow_window")
@@ -51,7 +52,7 @@ class MeanReversionParams(InputModel):
 
     window: int = Field(default=20, ge=2, le=MAX_WINDOW)
     entry_z: float = Field(default=2.0, gt=0, le=10, allow_inf_nan=False)
-    exit_z: float = Field(default=0.0, ge=-10, le=10, allow_inf_nan=False)
+    exit_z: float = Field(default=0.0, ge=-10, le=10, allow_inf_nan=False, validate_default=True)
 
     @field_validator("exit_z")
     @classmethod
@@ -68,7 +69,7 @@ class RsiMomentumParams(InputModel):
     indicator: Literal["rsi"] = "rsi"
     window: int = Field(default=14, ge=2, le=1000)
     entry: float = Field(default=60.0, gt=0, lt=100, allow_inf_nan=False)
-    exit: float = Field(default=40.0, ge=0, lt=100, allow_inf_nan=False)
+    exit: float = Field(default=40.0, ge=0, lt=100, allow_inf_nan=False, validate_default=True)
 
     @field_validator("exit")
     @classmethod

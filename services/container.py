@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from core.config import Settings
 from core.service_registry import ServiceRegistry
 from services.agents.service import AgentService
+from services.backtests.service import BacktestService
 from services.infra.cache import CacheService
 from services.infra.database import DatabaseService
 from services.infra.event_bus import EventBus, InProcessEventBus, RedisEventBus
@@ -24,6 +25,7 @@ from services.paper_trading.service import PaperTradingService
 from services.portfolio.service import PortfolioService
 from services.risk.service import RiskService
 from services.sample_data.service import SampleDataService
+from services.strategies.service import StrategyService
 from services.users.service import UserService
 
 
@@ -46,6 +48,8 @@ class Services:
     llm: LLMService
     agents: AgentService
     risk: RiskService
+    backtests: BacktestService
+    strategies: StrategyService
 
 
 def build_services(settings: Settings) -> Services:
@@ -151,6 +155,12 @@ def build_services(settings: Settings) -> Services:
         depends_on=("database", "market_data", "paper_trading", "agents", "event_bus"),
     )
 
+    backtests = BacktestService(market_data)
+    registry.register("backtests", backtests, depends_on=("market_data",))
+
+    strategies = StrategyService(database, backtests)
+    registry.register("strategies", strategies, depends_on=("database", "backtests"))
+
     return Services(
         settings=settings,
         registry=registry,
@@ -169,4 +179,6 @@ def build_services(settings: Settings) -> Services:
         llm=llm,
         agents=agents,
         risk=risk,
+        backtests=backtests,
+        strategies=strategies,
     )

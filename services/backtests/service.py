@@ -124,9 +124,11 @@ class BacktestService:
         slippage_range_share: Decimal = Decimal(0),
         fill: FillTiming = "next_open",
         engine: EngineName = "vectorized",
+        max_candles: int | None = None,
     ) -> BacktestRun:
         """Backtests the strategy on the symbol's closed candles in [start, end) (end:
-        the market's clock); the fee defaults to the pair's taker rate."""
+        the market's clock); the fee defaults to the pair's taker rate. A period that
+        spans more than `max_candles` candles of the timeframe is refused unread."""
         resolved = self._market.resolve_symbol(symbol)
         if timeframe not in TIMEFRAMES:
             raise ValidationFailedError(
@@ -143,6 +145,20 @@ class BacktestService:
                 raise ValidationFailedError(
                     f"{name} needs a time zone", details={name: str(moment)}
                 )
+        if end is not None and end <= start:
+            raise ValidationFailedError(
+                "end must be after start",
+                details={"start": start.isoformat(), "end": end.isoformat()},
+            )
+        span = self.span(resolved, timeframe=timeframe, start=start, end=end)
+        if span == 0:
+            raise _no_candles(resolved, timeframe, start)
+        if max_candles is not None and span > max_candles:
+            raise ValidationFailedError(
+                f"the period spans {span} {timeframe} candles, more than the "
+                f"{max_candles} a backtest takes: shorten it or take a longer timeframe",
+                details={"candles": span, "max_candles": max_candles},
+            )
         rules = self._market.pair_rules(resolved)
         config = _checked(
             lambda: BacktestConfig(
@@ -156,10 +172,7 @@ class BacktestService:
         )
         candles = await self.read_candles(resolved, timeframe=timeframe, start=start, end=end)
         if not candles:
-            raise ValidationFailedError(
-                f"no closed {timeframe} candles of {resolved} in the period",
-                details={"symbol": resolved, "timeframe": timeframe, "start": start.isoformat()},
-            )
+            raise _no_candles(resolved, timeframe, start)
         began = time.perf_counter()
         try:
             series, signals, result = await asyncio.to_thread(
@@ -201,8 +214,28 @@ class BacktestService:
             cursor = page[-1].open_time + delta
         return candles
 
+    def span(
+        self, symbol: str, *, timeframe: str, start: datetime, end: datetime | None = None
+    ) -> int:
+        """How many candles of the timeframe [start, end) can hold closed by the market's
+        clock: an upper bound of what `read_candles` returns, known without reading."""
+        delta = timeframe_delta(timeframe)
+        clock = self._market.ticker(symbol).timestamp
+        try:
+            last_open = (clock if end is None else min(end, clock)) - delta
+        except OverflowError:  # an end at the first moment datetime has: nothing closed
+            return 0
+        return 0 if last_open < start else (last_open - start) // delta + 1
+
     def _fee_of(self, rules: PairRules) -> Decimal:
         return rules.taker_fee_bps if rules.taker_fee_bps is not None else self._default_fee_bps
+
+
+def _no_candles(symbol: str, timeframe: str, start: datetime) -> ValidationFailedError:
+    return ValidationFailedError(
+        f"no closed {timeframe} candles of {symbol} in the period",
+        details={"symbol": symbol, "timeframe": timeframe, "start": start.isoformat()},
+    )
 
 
 def _checked(build: Callable[[], T]) -> T:

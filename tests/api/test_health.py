@@ -27,6 +27,8 @@ EMBEDDED_SERVICES = {
     "llm",
     "agents",
     "risk",
+    "backtests",
+    "strategies",
 }
 
 

@@ -85,6 +85,13 @@ OPERATION_IDS = {
     "acknowledgeRiskAlerts",
     "runStressTest",
     "getRiskMetrics",
+    # strategies
+    "createStrategy",
+    "listStrategies",
+    "getStrategy",
+    "updateStrategy",
+    "deleteStrategy",
+    "backtestStrategy",
 }
 
 CAMEL_CASE = re.compile(r"[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+")
@@ -181,6 +188,8 @@ class TestErrorResponses:
             "createRiskLimit",  # an active limit of the same scope exists
             "updateRiskLimit",  # activating it would duplicate one
             "releaseKillSwitch",  # released already
+            "createStrategy",  # the name is taken
+            "updateStrategy",  # the new name is taken
         }
 
     def test_every_route_under_the_api_prefix_documents_429(self, spec: dict[str, Any]) -> None:

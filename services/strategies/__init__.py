@@ -1,0 +1,1 @@
+"""Strategies: a user's strategies with typed parameters, and their backtests."""
