@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol, TypeVar
 
@@ -37,7 +37,7 @@ from services.backtests.engine import (
 )
 from services.backtests.signals import Signals, signals_for
 from services.backtests.vectorized import run_vectorized
-from services.market_data.history import MAX_CANDLES, TIMEFRAMES
+from services.market_data.history import TIMEFRAMES, closed_candles
 from utils.candles import timeframe_delta
 
 log = structlog.get_logger(__name__)
@@ -47,7 +47,6 @@ Engine = Callable[[CandleSeries, npt.ArrayLike, BacktestConfig], BacktestResult]
 ENGINES: dict[EngineName, Engine] = {"reference": run_reference, "vectorized": run_vectorized}
 # What a pair without a fee schedule pays, as the paper exchange's default taker rate.
 DEFAULT_FEE_BPS = Decimal(20)
-_TICK = timedelta(microseconds=1)
 T = TypeVar("T")
 
 
@@ -198,21 +197,11 @@ class BacktestService:
     ) -> list[Candle]:
         """The symbol's candles lying wholly within [start, end) and closed by the market's
         clock, oldest first, read a page of MAX_CANDLES at a time."""
-        delta = timeframe_delta(timeframe)
         clock = self._market.ticker(symbol).timestamp
         until = clock if end is None else min(end, clock)
-        last_open = until - delta  # the latest open time whose candle has closed by `until`
-        candles: list[Candle] = []
-        cursor = start
-        while cursor <= last_open:
-            page = await self._market.candles(
-                symbol, timeframe=timeframe, start=cursor, end=until - _TICK, limit=MAX_CANDLES
-            )
-            candles.extend(c for c in page if cursor <= c.open_time <= last_open)
-            if len(page) < MAX_CANDLES:
-                break
-            cursor = page[-1].open_time + delta
-        return candles
+        return await closed_candles(
+            self._market, symbol, timeframe=timeframe, start=start, until=until
+        )
 
     def span(
         self, symbol: str, *, timeframe: str, start: datetime, end: datetime | None = None

@@ -4,7 +4,8 @@ the merged candles (the merge rule is in service.py's module doc)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,10 +15,11 @@ from database.orm import OHLCVCandle
 from database.repositories import market_data as market_repo
 from database.seeds.catalog import SIMULATED_EXCHANGE
 from models.enums import Timeframe
-from utils.candles import align
+from utils.candles import align, timeframe_delta
 
 MAX_CANDLES = 1000
 TIMEFRAMES = tuple(t.value for t in Timeframe)
+_TICK = timedelta(microseconds=1)
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -84,3 +86,37 @@ def candle_of(row: OHLCVCandle) -> Candle:
 def select_candles(candles: Sequence[Candle], *, from_start: bool, limit: int) -> list[Candle]:
     ordered = sorted(candles, key=lambda c: c.open_time)
     return ordered[:limit] if from_start else ordered[-limit:]
+
+
+class CandleSource(Protocol):
+    """The market data service's candle query, as the readers below need it."""
+
+    async def candles(
+        self,
+        symbol: str,
+        *,
+        timeframe: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 500,
+    ) -> list[Candle]: ...
+
+
+async def closed_candles(
+    market: CandleSource, symbol: str, *, timeframe: str, start: datetime, until: datetime
+) -> list[Candle]:
+    """The symbol's candles opening at `start` or later that have closed by `until`,
+    oldest first, read a page of MAX_CANDLES at a time (past the query's own limit)."""
+    delta = timeframe_delta(timeframe)
+    last_open = until - delta  # the latest open whose candle has closed by `until`
+    candles: list[Candle] = []
+    cursor = start
+    while cursor <= last_open:
+        page = await market.candles(
+            symbol, timeframe=timeframe, start=cursor, end=until - _TICK, limit=MAX_CANDLES
+        )
+        candles.extend(c for c in page if cursor <= c.open_time <= last_open)
+        if len(page) < MAX_CANDLES:
+            break
+        cursor = page[-1].open_time + delta
+    return candles

@@ -6,41 +6,17 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Protocol
 
-from connectors.base import Candle
-from services.market_data.history import MAX_CANDLES
-
-_DAY = timedelta(days=1)
-
-
-class Candles(Protocol):
-    async def candles(
-        self,
-        symbol: str,
-        *,
-        timeframe: str,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 500,
-    ) -> list[Candle]: ...
+from services.market_data.history import CandleSource, closed_candles
 
 
 async def daily_closes(
-    market: Candles, symbol: str, *, today: date, days: int
+    market: CandleSource, symbol: str, *, today: date, days: int
 ) -> dict[date, Decimal]:
     """Close by day, of the `days + 1` days before `today`, paged past the market's
     page size; a close of zero or less is left out. NotFoundError for an unknown symbol."""
     midnight = datetime.combine(today, time(), UTC)
-    start = midnight - _DAY * (days + 1)
-    end = midnight - timedelta(microseconds=1)
-    by_day: dict[date, Decimal] = {}
-    while start <= end:
-        page = await market.candles(symbol, timeframe="1d", start=start, end=end, limit=MAX_CANDLES)
-        for candle in page:
-            if candle.open_time >= start and candle.close > 0:
-                by_day[candle.open_time.date()] = candle.close
-        if len(page) < MAX_CANDLES:
-            break
-        start = page[-1].open_time + _DAY
-    return by_day
+    candles = await closed_candles(
+        market, symbol, timeframe="1d", start=midnight - timedelta(days=days + 1), until=midnight
+    )
+    return {c.open_time.date(): c.close for c in candles if c.close > 0}
