@@ -36,7 +36,8 @@ from services.backtests.engine import (
 from services.backtests.service import BacktestService
 from services.backtests.signals import signals_for
 from services.backtests.vectorized import run_vectorized
-from services.container import Services, build_services
+from services.container import Services
+from tests.services.quiet import quiet_settings, started_at
 from utils import performance
 
 D = Decimal
@@ -360,18 +361,8 @@ CROSSOVER = TrendFollowingParams(fast_window=5, slow_window=20)
 async def services(
     make_settings: Callable[..., Settings], database_url: str
 ) -> AsyncIterator[Services]:
-    settings = make_settings(
-        database={"url": database_url},
-        redis={"url": ""},
-        market_data={"market_data_stream": False},
-        agents={"scheduler_enabled": False},
-        risk={"monitor_enabled": False},
-    )
-    built = build_services(settings)
-    built.market_data._clock = lambda: START
-    await built.registry.start()
-    yield built
-    await built.registry.stop()
+    async with started_at(quiet_settings(make_settings, database_url), START) as built:
+        yield built
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from models.trading import OrderCreate
 from services.container import Services
 from tests.api.conftest import running_app
 from tests.factories import create_account, create_user
+from tests.services.quiet import quiet_settings
 
 D = Decimal
 SYMBOL = "BTC/USD"
@@ -28,14 +29,7 @@ SYMBOL = "BTC/USD"
 async def services(
     make_settings: Callable[..., Settings], database_url: str
 ) -> AsyncIterator[Services]:
-    settings = make_settings(
-        database={"url": database_url},
-        redis={"url": ""},
-        market_data={"market_data_stream": False},
-        agents={"scheduler_enabled": False},
-        risk={"monitor_enabled": False},
-    )
-    app = create_app(settings)
+    app = create_app(quiet_settings(make_settings, database_url))
     async with running_app(app):
         yield app.state.services
 

@@ -24,9 +24,10 @@ from models.strategies import (
     StrategyRead,
     StrategyUpdate,
 )
-from services.container import Services, build_services
+from services.container import Services
 from services.strategies.service import equity_indices
 from tests.factories import create_strategy, create_user
+from tests.services.quiet import quiet_settings, started_at
 
 D = Decimal
 CLOCK = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
@@ -37,18 +38,8 @@ SYMBOL = "BTC/USD"
 async def services(
     make_settings: Callable[..., Settings], database_url: str
 ) -> AsyncIterator[Services]:
-    settings = make_settings(
-        database={"url": database_url},
-        redis={"url": ""},
-        market_data={"market_data_stream": False},
-        agents={"scheduler_enabled": False},
-        risk={"monitor_enabled": False},
-    )
-    built = build_services(settings)
-    built.market_data._clock = lambda: CLOCK
-    await built.registry.start()
-    yield built
-    await built.registry.stop()
+    async with started_at(quiet_settings(make_settings, database_url), CLOCK) as built:
+        yield built
 
 
 async def new_user(services: Services) -> uuid.UUID:
