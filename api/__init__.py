@@ -5,7 +5,18 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api import agents, health, market, portfolio, risk, strategies, trading, websocket
+from api import (
+    agents,
+    backtests,
+    health,
+    market,
+    portfolio,
+    risk,
+    signals,
+    strategies,
+    trading,
+    websocket,
+)
 
 # Probes are never rate limited (a load balancer polls them).
 RATE_LIMIT_EXEMPT = (health.health,)
@@ -30,5 +41,9 @@ def build_router(api_prefix: str, *, http_dependencies: Sequence[Any] = ()) -> A
     versioned.include_router(agents.router)
     versioned.include_router(risk.router)
     versioned.include_router(strategies.router)
+    versioned.include_router(signals.router)
+    versioned.include_router(backtests.strategy_router)
+    versioned.include_router(backtests.agent_router)
+    versioned.include_router(backtests.router)
     root.include_router(versioned, dependencies=deps)
     return root

@@ -1,5 +1,6 @@
 """AI agents over HTTP: configure, start and stop them, run or override a decision,
-read their decision log, replay a decision, coordinate several on one symbol."""
+read their decision log, replay a decision, coordinate several on one symbol, backtest
+one over stored history."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Body, Query, Response, status
 from api.deps import CurrentUserId, ServicesDep
 from api.responses import INVALID_REQUEST, error_responses
 from api.routing import ExactDecimalRoute
+from models.agent_backtests import AgentBacktestRead, AgentBacktestRequest
 from models.agents import (
     AgentCreate,
     AgentRead,
@@ -288,3 +290,33 @@ async def calibration(
     later (`horizon`). Win rate per confidence bucket, Brier score, high- against
     low-confidence win rates, and each outcome."""
     return await services.agents.calibration(user_id, agent_id)
+
+
+@router.post(
+    "/{agent_id}/backtest",
+    operation_id="backtestAgent",
+    response_model=AgentBacktestRead,
+    responses=error_responses(
+        not_found=_NO_AGENT,
+        invalid="An invalid field, a symbol that is not the agent's, an end not after the "
+        "start, decisions more often than the candles (`every`), more decisions than "
+        "AGENT_BACKTEST_MAX_DECISIONS (`too_many_decisions`, naming the count), an "
+        "estimated cost over AGENT_BACKTEST_MAX_COST_USD (`backtest_cost_exceeded`, naming "
+        "the estimate and the ceiling), or a model with no price (`model_unpriced`).",
+    ),
+    summary="Backtest an agent over stored history",
+)
+async def backtest_agent(
+    agent_id: uuid.UUID,
+    body: AgentBacktestRequest,
+    services: ServicesDep,
+    user_id: CurrentUserId,
+) -> AgentBacktestRead:
+    """Runs the agent's decision cycle on a simulated clock over [start, end): each
+    decision sees only candles closed by its time, fills on the next candle's open with
+    the account's taker fee and the slippage asked, under the agent's risk limits. Model
+    answers are kept by prompt hash, so a re-run asks nothing; the cost is estimated
+    first and refused over the ceiling (`estimate_only` returns just the estimate).
+    Metrics, trades and equity as a strategy backtest's, and buy-and-hold beside them.
+    Places no order and writes no decision."""
+    return await services.agent_backtests.backtest(user_id, agent_id, body)

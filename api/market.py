@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
 
 from api.deps import CurrentUserId, ServicesDep
 from api.responses import INVALID_REQUEST, error_responses
 from api.routing import ExactDecimalRoute
 from connectors.base import OrderBook
-from models.base import IsoDatetime
+from models.base import ErrorResponse, IsoDatetime
 from models.enums import Timeframe
+from models.imports import IMPORT_SYMBOL, IMPORT_SYMBOL_PATTERN, CandleImportRead
 from models.market import (
     SYMBOL_FORMS,
     CandleList,
@@ -35,6 +36,25 @@ router = APIRouter(prefix="/market", tags=["market"], route_class=ExactDecimalRo
 Symbol = Annotated[str, Path(description=SYMBOL_FORMS)]
 
 _NOT_TRADED = "The symbol is not traded."
+
+_CSV_EXAMPLE = (
+    "open_time,open,high,low,close,volume\n"
+    "2024-01-01T00:00:00Z,42000.5,42110,41950.25,42080,12.5\n"
+    "2024-01-01T00:01:00Z,42080,42090,42001,42010.75,3.25\n"
+)
+_CSV_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A CSV file with a header row, UTF-8 (a BOM is fine), LF or CRLF, "
+        "rows in any order. Columns (names in any case and order; others are ignored): one "
+        "time column `open_time`, `timestamp`, `time` or `date`; `open`, `high`, `low`, "
+        "`close`, `volume`; optional `quote_volume` and `trades_count`. Times are ISO 8601 "
+        "with a zone (`Z`, `+02:00`; a date alone is midnight UTC) or Unix epoch integers, "
+        "seconds below 10^11 and milliseconds from 10^11. Send it as is or chunked: it is "
+        "read as it streams. The rules in full: docs/imports.md.",
+        "content": {"text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE}},
+    }
+}
 
 
 def _watchlist_item(entry: WatchlistEntry) -> WatchlistItemRead:
@@ -96,6 +116,89 @@ async def historical(
     )
     return CandleList(
         symbol=services.market_data.resolve_symbol(symbol),
+        timeframe=timeframe,
+        items=[CandleRead.model_validate(c) for c in candles],
+    )
+
+
+def _declared_size(request: Request) -> int | None:
+    length = request.headers.get("content-length", "")
+    return int(length) if length.isascii() and length.isdigit() else None
+
+
+@router.post(
+    "/candles/import",
+    operation_id="importCandles",
+    response_model=CandleImportRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        413: {
+            "model": ErrorResponse,
+            "description": "The body is larger than MARKET_DATA_IMPORT_MAX_BYTES "
+            "(`payload_too_large`, the limit in `details.max_bytes`).",
+        },
+        **error_responses(
+            invalid="A bad symbol or timeframe (`validation_failed`), or a file with bad "
+            "rows (`invalid_csv`: `details.errors` lists the first 100 as {line, column, "
+            "reason}, `details.error_count` and `details.bad_rows` count them all). "
+            "Nothing is imported then."
+        ),
+    },
+    openapi_extra=_CSV_BODY,
+    summary="Import candles from a CSV file",
+)
+async def import_candles(
+    request: Request,
+    services: ServicesDep,
+    symbol: Annotated[
+        str,
+        Query(
+            min_length=1, max_length=32, pattern=IMPORT_SYMBOL_PATTERN, description=IMPORT_SYMBOL
+        ),
+    ],
+    timeframe: Annotated[Timeframe, Query(description="The candles' timeframe.")],
+) -> CandleImportRead:
+    """Store a CSV of OHLCV candles for any symbol, all or nothing: every row is checked
+    (each bad row is reported by line and column) before any is written, then all are
+    written in one transaction under the exchange `imported`, overwriting candles
+    imported before at the same open times. The market's own series are never touched."""
+    imported = await services.candle_imports.import_csv(
+        symbol,
+        timeframe=timeframe.value,
+        body=request.stream(),
+        declared_size=_declared_size(request),
+    )
+    return CandleImportRead.model_validate(imported)
+
+
+@router.get(
+    "/candles/imported/{symbol:path}",
+    operation_id="getImportedCandles",
+    response_model=CandleList,
+    responses=error_responses(
+        not_found="No candles of this symbol and timeframe were imported.",
+        invalid="An invalid symbol, timeframe, limit or time, or start not before end.",
+    ),
+    summary="A symbol's imported candles",
+)
+async def imported_candles(
+    symbol: Annotated[str, Path(description=IMPORT_SYMBOL)],
+    services: ServicesDep,
+    timeframe: Timeframe = Timeframe.M1,
+    start: Annotated[
+        IsoDatetime | None, Query(description="Oldest open time wanted (UTC if no offset).")
+    ] = None,
+    end: Annotated[
+        IsoDatetime | None, Query(description="Open times before this one (exclusive).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 500,
+) -> CandleList:
+    """Imported candles opening in [start, end), oldest first, the first `limit` of them."""
+    resolved, candles = await services.candle_imports.list_imported(
+        symbol, timeframe=timeframe.value, start=start, end=end, limit=limit
+    )
+    return CandleList(
+        symbol=resolved,
         timeframe=timeframe,
         items=[CandleRead.model_validate(c) for c in candles],
     )

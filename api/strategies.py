@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Response, status
 from api.deps import CurrentUserId, ServicesDep
 from api.responses import INVALID_REQUEST, error_responses
 from api.routing import ExactDecimalRoute
+from models.lookahead import LookaheadRead, LookaheadRequest
 from models.strategies import (
     MAX_BACKTEST_CANDLES,
     BacktestRead,
@@ -22,6 +23,7 @@ from models.strategies import (
     StrategyRead,
     StrategyUpdate,
 )
+from services.backtests.lookahead import lookahead_check
 
 router = APIRouter(prefix="/strategies", tags=["strategies"], route_class=ExactDecimalRoute)
 
@@ -38,6 +40,7 @@ _LINKS = {
         ("GetStrategy", "getStrategy"),
         ("UpdateStrategy", "updateStrategy"),
         ("BacktestStrategy", "backtestStrategy"),
+        ("LookaheadCheckStrategy", "lookaheadCheckStrategy"),
         ("DeleteStrategy", "deleteStrategy"),
     )
 }
@@ -141,3 +144,26 @@ async def backtest_strategy(
     fills, fees and slippage: its trades, the equity curve (at most 500 points) and the
     metrics. The run's summary and metrics are stored on the strategy."""
     return await services.strategies.backtest(user_id, strategy_id, body)
+
+
+@router.post(
+    "/{strategy_id}/lookahead-check",
+    operation_id="lookaheadCheckStrategy",
+    responses=error_responses(
+        not_found=f"{_NO_STRATEGY} Or an unknown symbol.",
+        invalid=f"{INVALID_REQUEST} Also: a period without closed candles or spanning more "
+        f"than {MAX_BACKTEST_CANDLES} candles (`details.candles`), or stored parameters "
+        "that do not run.",
+    ),
+    summary="Check a strategy for look-ahead",
+)
+async def lookahead_check_strategy(
+    strategy_id: uuid.UUID, body: LookaheadRequest, services: ServicesDep, user_id: CurrentUserId
+) -> LookaheadRead:
+    """Recomputes the strategy's signals on the period cut after each candle where its
+    position changes (each entry and exit, or `max_cut_points` of them) and reports every
+    signal or indicator of the candles up to the cut that differs from the whole period's
+    run: a repainting strategy is named with the candle and the value."""
+    return await lookahead_check(
+        services.strategies, services.backtests, user_id, strategy_id, body
+    )

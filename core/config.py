@@ -215,6 +215,13 @@ class MarketDataSettings(BaseSettings):
         description="Seed of the simulated market; unset, a fresh one per run (see /health).",
     )
     simulation_tick_seconds: float = Field(default=1.0, gt=0, le=60)
+    simulation_speed: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="Market seconds per wall-clock second while streaming: above 1 the "
+        "simulated clock runs ahead of the real one (demos, tests of candle closes).",
+    )
     market_data_stream: bool = Field(
         default=True, description="Run the tick loop; off, the market moves only when stepped."
     )
@@ -223,6 +230,12 @@ class MarketDataSettings(BaseSettings):
     )
     market_data_snapshot_seconds: float = Field(
         default=60.0, gt=0, le=86_400, description="Market time between book snapshots of a symbol."
+    )
+    market_data_import_max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        le=16 * 1024**3,
+        description="Largest candle CSV upload in bytes; a larger body is refused with 413.",
     )
 
     @field_validator("simulation_seed", mode="before")
@@ -288,6 +301,19 @@ class AgentSettings(BaseSettings):
         le=3600,
         description="Most one decision cycle may take; past it the cycle is an error "
         "decision. Must exceed twice LLM_TIMEOUT_SECONDS (an answer and its repair).",
+    )
+    backtest_max_cost_usd: Decimal = Field(
+        default=Decimal(5),
+        ge=0,
+        le=100_000,
+        allow_inf_nan=False,
+        description="An agent backtest whose estimated model cost exceeds this is refused.",
+    )
+    backtest_max_decisions: int = Field(
+        default=5000,
+        ge=1,
+        le=1_000_000,
+        description="Most decisions one agent backtest may make.",
     )
 
     @property

@@ -29,6 +29,7 @@ from models.ws_protocol import (
     AgentDecisionEvent,
     AgentRunEvent,
     AgentStatusEvent,
+    BacktestProgressEvent,
     ErrorMessage,
     MarketDataEvent,
     OrderCancelledEvent,
@@ -36,6 +37,7 @@ from models.ws_protocol import (
     RiskAlertEvent,
     ServerPingMessage,
     ServerPongMessage,
+    StrategySignalEvent,
     SubscribedMessage,
     TradeExecutionEvent,
     UnsubscribedMessage,
@@ -106,6 +108,19 @@ _RISK_ALERT = _Message(
     RiskAlertEvent,
     "Risk alert",
     "A limit approached or breached, a VaR or concentration alert, or a kill switch.",
+)
+
+_STRATEGY_SIGNAL = _Message(
+    "strategySignal",
+    StrategySignalEvent,
+    "Strategy signal",
+    "An active strategy read a closed candle of one of its symbols.",
+)
+_BACKTEST_PROGRESS = _Message(
+    "backtestProgress",
+    BacktestProgressEvent,
+    "Backtest progress",
+    "A background backtest started, moved on or finished.",
 )
 
 _OWN = "Events of the connection's user only."
@@ -186,6 +201,22 @@ CHANNELS: tuple[_Channel, ...] = (
         "Risk",
         f"Risk alerts. {_DURABLE} Nothing publishes on it yet.",
         (_RISK_ALERT,),
+    ),
+    _Channel(
+        Channel.SIGNALS.value,
+        Channel.SIGNALS.value,
+        "Signals",
+        "Your active strategies' signals, one per closed candle of their symbols and "
+        f"timeframe. {_OWN} Not durable: GET /api/v1/strategies/{{id}}/signals has them all.",
+        (_STRATEGY_SIGNAL,),
+    ),
+    _Channel(
+        Channel.BACKTESTS.value,
+        Channel.BACKTESTS.value,
+        "Backtests",
+        "Your background backtests' progress and ends. "
+        f"{_OWN} Not durable: GET /api/v1/backtests/{{id}} has the latest state.",
+        (_BACKTEST_PROGRESS,),
     ),
     _Channel(
         Channel.NOTIFICATIONS.value,
@@ -283,6 +314,20 @@ OPERATIONS: tuple[_Operation, ...] = (
         (_RISK_ALERT,),
         "Cival publishes each risk alert of the user: limits approached or breached, VaR "
         "and concentration alerts, kill switches.",
+    ),
+    _Operation(
+        "sendStrategySignals",
+        "send",
+        Channel.SIGNALS.value,
+        (_STRATEGY_SIGNAL,),
+        "Cival publishes each signal of the user's active strategies.",
+    ),
+    _Operation(
+        "sendBacktestProgress",
+        "send",
+        Channel.BACKTESTS.value,
+        (_BACKTEST_PROGRESS,),
+        "Cival announces the user's background backtests as they start, progress and end.",
     ),
 )
 

@@ -401,6 +401,22 @@ class DecisionSummary(AppModel):
     reasoning: str = ""
 
 
+class StrategySignalData(AppModel):
+    """The latest signal of a strategy the agent follows, on a symbol it trades: data
+    read from a closed candle (services/strategies/live.py), not an instruction."""
+
+    strategy: str = Field(description="The strategy's name, as the agent lists it.")
+    strategy_type: str
+    symbol: str
+    timeframe: str
+    candle_open_time: datetime
+    action: str = Field(description="buy: the strategy entered; sell: it left; hold.")
+    position: int = Field(description="What it wants held: 1 long, 0 flat.")
+    strength: DecimalStr
+    confidence: DecimalStr
+    price: DecimalStr
+
+
 # Words an operator may put in a personality instead of a number.
 _AGGRESSION_WORDS = {"low": 0.2, "conservative": 0.2, "medium": 0.5, "moderate": 0.5}
 _AGGRESSION_WORDS |= {"balanced": 0.5, "high": 0.8, "aggressive": 0.8}
@@ -426,6 +442,8 @@ class AgentContext(AppModel):
     open_orders: list[OpenOrderData] = Field(default_factory=list)
     # Newest first.
     recent_decisions: list[DecisionSummary] = Field(default_factory=list)
+    # The latest signal of each listed strategy on each of the agent's symbols.
+    signals: list[StrategySignalData] = Field(default_factory=list)
 
     @property
     def aggression(self) -> float:

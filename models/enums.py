@@ -86,6 +86,29 @@ class StrategyType(StrEnum):
     CUSTOM = "custom"
 
 
+class SignalAction(StrEnum):
+    """A strategy's reading of a closed candle: enter (buy), leave (sell) or keep."""
+
+    BUY = "buy"
+    SELL = "sell"
+    HOLD = "hold"
+
+
+class BacktestKind(StrEnum):
+    STRATEGY = "strategy"
+    AGENT = "agent"
+
+
+class BacktestStatus(StrEnum):
+    """A run's life: queued and running are live; the other three are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class RiskLevel(StrEnum):
     LOW = "low"
     MEDIUM = "medium"

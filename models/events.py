@@ -41,6 +41,8 @@ class EventType(StrEnum):
     AGENT_STATUS = "agent_status"
     ORDER_CANCELLED = "order_cancelled"
     AGENT_RUN = "agent_run"
+    STRATEGY_SIGNAL = "strategy_signal"
+    BACKTEST_PROGRESS = "backtest_progress"
 
 
 class Channel(StrEnum):
@@ -51,6 +53,8 @@ class Channel(StrEnum):
     AGENTS = "agents"
     RISK = "risk"
     NOTIFICATIONS = "notifications"
+    SIGNALS = "signals"
+    BACKTESTS = "backtests"
 
 
 # Events a user must not miss are also stored, so a reconnecting client can replay them.

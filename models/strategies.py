@@ -64,6 +64,15 @@ Kind = Annotated[
 ]
 Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_storable)]
 Description = Annotated[str, Field(max_length=2000), AfterValidator(_storable)]
+Symbol = Annotated[
+    str, Field(min_length=1, max_length=32, examples=["BTC/USD"]), AfterValidator(_storable)
+]
+MAX_STRATEGY_SYMBOLS = 20
+_SYMBOLS_TEXT = (
+    "Traded symbols (BTC/USD or BTC-USD) on whose closed candles of `timeframe` the strategy, "
+    "while active, computes its live signals (`trading_signals`); none: it computes none."
+)
+_TIMEFRAME_TEXT = "The candles its live signals are computed on."
 _PARAMETERS_TEXT = (
     "The type's parameters (docs/backtests.md, 'The strategies' signals'); those left out "
     "take their defaults. momentum picks its model by `indicator` (rsi or roc)."
@@ -78,6 +87,10 @@ class StrategyCreate(InputModel):
     risk_level: RiskLevel = RiskLevel.MEDIUM
     # Strict: 0 or "yes" is not a boolean the schema admits.
     is_active: StrictBool = True
+    symbols: list[Symbol] = Field(
+        default_factory=list, max_length=MAX_STRATEGY_SYMBOLS, description=_SYMBOLS_TEXT
+    )
+    timeframe: Timeframe = Field(default=Timeframe.H1, description=_TIMEFRAME_TEXT)
 
 
 class StrategyUpdate(InputModel):
@@ -90,6 +103,10 @@ class StrategyUpdate(InputModel):
     parameters: dict[str, Any] | None = Field(default=None, description=_PARAMETERS_TEXT)
     risk_level: RiskLevel | None = None
     is_active: StrictBool | None = None
+    symbols: list[Symbol] | None = Field(
+        default=None, max_length=MAX_STRATEGY_SYMBOLS, description=_SYMBOLS_TEXT
+    )
+    timeframe: Timeframe | None = Field(default=None, description=_TIMEFRAME_TEXT)
 
 
 class StrategyRead(AppModel):
@@ -100,6 +117,8 @@ class StrategyRead(AppModel):
     parameters: dict[str, Any] = Field(description="As stored, defaults filled in.")
     risk_level: RiskLevel
     is_active: bool
+    symbols: list[str] = Field(description=_SYMBOLS_TEXT)
+    timeframe: Timeframe = Field(description=_TIMEFRAME_TEXT)
     performance_metrics: dict[str, Any] = Field(
         description="The latest backtest's metrics ({} before any)."
     )
@@ -147,6 +166,12 @@ class BacktestRequest(InputModel):
     )
     fill: Literal["next_open", "next_close"] = "next_open"
     engine: Literal["vectorized", "reference"] = "vectorized"
+    source: Literal["market", "imported"] = Field(
+        default="market",
+        description="market: the simulated market's candles of a traded symbol; imported: "
+        "those imported for the symbol (POST /api/v1/market/candles/import), of any "
+        "symbol, the period ending at `end` or now.",
+    )
 
 
 class BacktestConfigRead(AppModel):
@@ -200,6 +225,7 @@ class BacktestSummary(AppModel):
 
     symbol: str
     timeframe: str
+    source: str = Field(default="market", description="Whose candles: market or imported.")
     engine: str
     strategy_type: str
     parameters: dict[str, Any]
@@ -217,6 +243,7 @@ class BacktestSummary(AppModel):
 
 class BacktestRead(BacktestSummary):
     strategy_id: uuid.UUID
+    run_id: uuid.UUID = Field(description="The stored run: GET /api/v1/backtests/{run_id}.")
     trades: list[BacktestTradeRead]
     open_position: OpenPositionRead | None
     equity_curve: list[EquityPoint] = Field(

@@ -19,6 +19,8 @@ its own envelope model here, whose `data` is what its publisher builds today:
     agent_run         agent:{id}       services/agents/run_stream.py: AG-UI events
     risk_alert        risk             services/risk/alerts.py: a limit approached or
                                        breached, a VaR or concentration alert, a kill switch
+    strategy_signal   signals          services/strategies/live.py: a closed candle read
+    backtest_progress backtests        services/backtests/jobs.py: a background run moved
 
 `parse_server_message(frame)` validates one received frame against the model its
 `type` names. The models refuse unknown fields and coerce nothing (a decimal must be a
@@ -41,16 +43,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
-from ag_ui.core import (
-    RunErrorEvent,
-    RunFinishedEvent,
-    RunStartedEvent,
-    StepFinishedEvent,
-    StepStartedEvent,
-    TextMessageContentEvent,
-    TextMessageEndEvent,
-    TextMessageStartEvent,
-)
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -66,6 +58,8 @@ from models.base import decimal_to_str
 from models.enums import (
     ActionTaken,
     AgentStatus,
+    BacktestKind,
+    BacktestStatus,
     DecisionStatus,
     DecisionTrigger,
     DecisionType,
@@ -73,11 +67,14 @@ from models.enums import (
     OrderSide,
     OrderStatus,
     OrderType,
+    SignalAction,
     StopTrigger,
+    Timeframe,
     TimeInForce,
 )
 from models.events import EventType
 from models.risk import AlertType, Severity
+from models.ws_agui import AgentRunData
 
 # --- wire types -----------------------------------------------------------------------
 
@@ -309,75 +306,6 @@ class AgentStatusData(_Strict):
     )
 
 
-_AG_UI_CLOSED = ConfigDict(extra="forbid")
-
-
-class AgUiRunStarted(RunStartedEvent):
-    """RUN_STARTED: a decision cycle opened. `threadId` is the agent's id, `runId` the
-    cycle's; `input.forwardedProps` holds the cycle's inputs (`{"trigger": ...}`)."""
-
-    model_config = _AG_UI_CLOSED
-
-
-class AgUiStepStarted(StepStartedEvent):
-    """STEP_STARTED: a step of the cycle began (context, model, risk_check, execution)."""
-
-    model_config = _AG_UI_CLOSED
-
-
-class AgUiStepFinished(StepFinishedEvent):
-    """STEP_FINISHED: that step ended (also when it failed)."""
-
-    model_config = _AG_UI_CLOSED
-
-
-class AgUiTextMessageStart(TextMessageStartEvent):
-    """TEXT_MESSAGE_START: the agent's reasoning begins, as an assistant message."""
-
-    model_config = _AG_UI_CLOSED
-
-
-class AgUiTextMessageContent(TextMessageContentEvent):
-    """TEXT_MESSAGE_CONTENT: a piece of the reasoning (at most 400 characters)."""
-
-    model_config = _AG_UI_CLOSED
-
-
-class AgUiTextMessageEnd(TextMessageEndEvent):
-    """TEXT_MESSAGE_END: the reasoning is complete."""
-
-    model_config = _AG_UI_CLOSED
-
-
-class AgUiRunFinished(RunFinishedEvent):
-    """RUN_FINISHED: the cycle ended; `result` is `{"decision_id", "status"}`, or
-    `{"skipped": reason}` when another instance had decided moments before."""
-
-    model_config = _AG_UI_CLOSED
-
-
-class AgUiRunError(RunErrorEvent):
-    """RUN_ERROR: the cycle failed; `code` is `cycle_failed` or the error's code
-    (`agent_budget_spent`)."""
-
-    model_config = _AG_UI_CLOSED
-
-
-AgentRunData = Annotated[
-    AgUiRunStarted
-    | AgUiStepStarted
-    | AgUiStepFinished
-    | AgUiTextMessageStart
-    | AgUiTextMessageContent
-    | AgUiTextMessageEnd
-    | AgUiRunFinished
-    | AgUiRunError,
-    Field(discriminator="type"),
-]
-"""The AG-UI events a decision cycle emits (ag-ui-protocol's models, camelCase keys,
-optional fields without a value left out), closed to unknown fields."""
-
-
 # --- envelopes ------------------------------------------------------------------------
 
 
@@ -493,6 +421,59 @@ class RiskAlertEvent(_Envelope):
     data: RiskAlertData
 
 
+class SignalData(_Strict):
+    """A strategy's signal as GET /api/v1/strategies/{id}/signals lists it."""
+
+    id: uuid.UUID
+    strategy_id: uuid.UUID | None = Field(description="The strategy that read it.")
+    agent_id: uuid.UUID | None = Field(description="Null for a strategy's own signal.")
+    symbol: str
+    timeframe: Timeframe
+    candle_open_time: datetime = Field(description="The closed candle it was read from.")
+    action: SignalAction = Field(description="buy: it enters; sell: it leaves; hold.")
+    strength: PlainDecimal = Field(description="0-100.")
+    confidence: PlainDecimal = Field(description="0-1.")
+    price: PlainDecimal = Field(description="The candle's close.")
+    reasoning: str | None
+    metadata: dict[str, Any] = Field(
+        description="The wanted position, the strategy's type and its indicators."
+    )
+    created_at: datetime
+
+
+class StrategySignalEvent(_Envelope):
+    """An active strategy read a closed candle of one of its symbols."""
+
+    type: Literal["strategy_signal"]
+    channel: Literal["signals"]
+    data: SignalData
+
+
+class BacktestProgressData(_Strict):
+    """A backtest run as GET /api/v1/backtests/{id} shows it, without its result."""
+
+    id: uuid.UUID = Field(description="The run.")
+    kind: BacktestKind
+    strategy_id: uuid.UUID | None
+    agent_id: uuid.UUID | None
+    status: BacktestStatus
+    stage: str | None = Field(description="What it is doing: reading, computing, storing.")
+    progress: float = Field(ge=0, le=1, description="0 to 1.")
+    error: str | None = Field(description="Why it failed or was cancelled.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class BacktestProgressEvent(_Envelope):
+    """A background backtest moved on: started, progressed, or finished (succeeded,
+    failed, cancelled). Its result is read over REST."""
+
+    type: Literal["backtest_progress"]
+    channel: Literal["backtests"]
+    data: BacktestProgressData
+
+
 # --- control messages from the server -------------------------------------------------
 
 
@@ -550,7 +531,9 @@ ServerMessage = Annotated[
     | AgentDecisionEvent
     | AgentStatusEvent
     | AgentRunEvent
-    | RiskAlertEvent,
+    | RiskAlertEvent
+    | StrategySignalEvent
+    | BacktestProgressEvent,
     Field(discriminator="type"),
 ]
 server_message_adapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
@@ -565,6 +548,8 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     EventType.AGENT_STATUS: AgentStatusEvent,
     EventType.AGENT_RUN: AgentRunEvent,
     EventType.RISK_ALERT: RiskAlertEvent,
+    EventType.STRATEGY_SIGNAL: StrategySignalEvent,
+    EventType.BACKTEST_PROGRESS: BacktestProgressEvent,
 }
 
 

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from core.config import Settings
 from core.service_registry import ServiceRegistry
 from services.agents.service import AgentService
+from services.backtests.agents import AgentBacktester
+from services.backtests.jobs import BacktestJobs
 from services.backtests.service import BacktestService
+from services.files.service import CandleImportService
 from services.infra.cache import CacheService
 from services.infra.database import DatabaseService
 from services.infra.event_bus import EventBus, InProcessEventBus, RedisEventBus
@@ -25,6 +28,7 @@ from services.paper_trading.service import PaperTradingService
 from services.portfolio.service import PortfolioService
 from services.risk.service import RiskService
 from services.sample_data.service import SampleDataService
+from services.strategies.live import SignalService
 from services.strategies.service import StrategyService
 from services.users.service import UserService
 
@@ -49,7 +53,11 @@ class Services:
     agents: AgentService
     risk: RiskService
     backtests: BacktestService
+    candle_imports: CandleImportService
+    backtest_jobs: BacktestJobs
     strategies: StrategyService
+    signals: SignalService
+    agent_backtests: AgentBacktester
 
 
 def build_services(settings: Settings) -> Services:
@@ -155,11 +163,41 @@ def build_services(settings: Settings) -> Services:
         depends_on=("database", "market_data", "paper_trading", "agents", "event_bus"),
     )
 
-    backtests = BacktestService(market_data)
-    registry.register("backtests", backtests, depends_on=("market_data",))
+    candle_imports = CandleImportService(database, settings.market_data)
+    registry.register("candle_imports", candle_imports, depends_on=("database",))
 
-    strategies = StrategyService(database, backtests)
-    registry.register("strategies", strategies, depends_on=("database", "backtests"))
+    backtests = BacktestService(market_data, imported=candle_imports)
+    registry.register("backtests", backtests, depends_on=("market_data", "candle_imports"))
+
+    backtest_jobs = BacktestJobs(database, event_bus)
+    registry.register("backtest_jobs", backtest_jobs, depends_on=("database", "event_bus"))
+
+    strategies = StrategyService(database, backtests, market_data, backtest_jobs)
+    registry.register(
+        "strategies",
+        strategies,
+        depends_on=("database", "backtests", "market_data", "backtest_jobs"),
+    )
+
+    signals = SignalService(database, market_data, event_bus)
+    market_data.add_candle_listener(signals.on_closed)
+    registry.register("signals", signals, depends_on=("database", "market_data", "event_bus"))
+
+    agent_backtests = AgentBacktester(
+        database,
+        market_data,
+        backtests,
+        portfolio,
+        llm,
+        settings.agents,
+        settings.llm,
+        backtest_jobs,
+    )
+    registry.register(
+        "agent_backtests",
+        agent_backtests,
+        depends_on=("database", "market_data", "backtests", "portfolio", "llm", "backtest_jobs"),
+    )
 
     return Services(
         settings=settings,
@@ -180,5 +218,9 @@ def build_services(settings: Settings) -> Services:
         agents=agents,
         risk=risk,
         backtests=backtests,
+        candle_imports=candle_imports,
+        backtest_jobs=backtest_jobs,
         strategies=strategies,
+        signals=signals,
+        agent_backtests=agent_backtests,
     )

@@ -80,6 +80,21 @@ def periods_per_year(timestamps: Sequence[datetime]) -> float | None:
     return SECONDS_PER_YEAR / spacing
 
 
+def cagr(total_return: Decimal | None, steps: int, periods: float | None) -> float | None:
+    """Compound annual growth: (1 + total return) ^ (periods per year / steps) - 1, the
+    growth over `steps` candle spacings compounded to a year; None when undefined or too
+    large for a float (a short run extrapolated to a year can be)."""
+    if total_return is None or periods is None or steps < 1:
+        return None
+    growth = 1.0 + float(total_return)
+    if growth <= 0:
+        return -1.0
+    try:
+        return math.expm1(math.log(growth) * periods / steps)
+    except OverflowError:
+        return None
+
+
 def volatility(returns: Returns, periods: float) -> float | None:
     """Annualised sample standard deviation of the returns; None for fewer than two."""
     if len(returns) < 2:

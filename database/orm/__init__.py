@@ -14,8 +14,9 @@ from database.orm.market import (
     TradingPair,
     WatchlistItem,
 )
+from database.orm.model_cache import ModelResponseCache
 from database.orm.risk import KillSwitch, RiskAlert, RiskMetric, TradingLimit
-from database.orm.strategy import Strategy
+from database.orm.strategy import BacktestRun, Strategy, TradingSignal
 from database.orm.system import AppLog, EventOutbox, SystemMetric
 from database.orm.trading import (
     OPEN_ORDER_STATUSES,
@@ -58,6 +59,7 @@ __all__ = [
     "AgentStatus",
     "AppLog",
     "AssetClass",
+    "BacktestRun",
     "Base",
     "DecisionStatus",
     "DecisionType",
@@ -69,6 +71,7 @@ __all__ = [
     "LLMProvider",
     "Liquidity",
     "LogLevel",
+    "ModelResponseCache",
     "OHLCVCandle",
     "Order",
     "OrderBookSnapshot",
@@ -90,6 +93,7 @@ __all__ = [
     "TradingAccount",
     "TradingLimit",
     "TradingPair",
+    "TradingSignal",
     "User",
     "UserRole",
     "WatchlistItem",

@@ -90,3 +90,27 @@ def _series(*, exchange: str, symbol: str, timeframe: str) -> tuple[Any, ...]:
         OHLCVCandle.exchange == exchange,
         OHLCVCandle.timeframe == timeframe,
     )
+
+
+async def candle_page(
+    session: AsyncSession,
+    *,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[OHLCVCandle]:
+    """The series' first `limit` candles opening in [start, end), oldest first."""
+    query = (
+        select(OHLCVCandle)
+        .where(
+            *_series(exchange=exchange, symbol=symbol, timeframe=timeframe),
+            OHLCVCandle.open_time >= start,
+            OHLCVCandle.open_time < end,
+        )
+        .order_by(OHLCVCandle.open_time.asc())
+        .limit(limit)
+    )
+    return list(await session.scalars(query))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,24 @@ async def strategies_of(
     query = select(Strategy).where(Strategy.user_id == user_id)
     if active is not None:
         query = query.where(Strategy.is_active.is_(active))
+    return list(await session.scalars(query.order_by(Strategy.created_at, Strategy.id)))
+
+
+async def watching(session: AsyncSession, *, timeframes: Sequence[str]) -> list[Strategy]:
+    """Every user's active strategies of these timeframes (those with no symbols too: the
+    symbols are JSON, filtered by the caller), oldest first. Not owner-scoped: the live
+    signals serve every user's strategies."""
+    query = select(Strategy).where(
+        Strategy.is_active.is_(True), Strategy.timeframe.in_(list(timeframes))
+    )
+    return list(await session.scalars(query.order_by(Strategy.created_at, Strategy.id)))
+
+
+async def named(
+    session: AsyncSession, names: Sequence[str], *, user_id: uuid.UUID
+) -> list[Strategy]:
+    """The user's strategies of these names (those that exist), oldest first."""
+    query = select(Strategy).where(Strategy.user_id == user_id, Strategy.name.in_(list(names)))
     return list(await session.scalars(query.order_by(Strategy.created_at, Strategy.id)))
 
 

@@ -63,6 +63,8 @@ async def load_seed_data(session: AsyncSession, *, user_id: uuid.UUID) -> SeedRe
             strategy_type=seed.strategy_type,
             risk_level=seed.risk_level,
             parameters=dict(seed.parameters),
+            symbols=list(seed.symbols),
+            timeframe=seed.timeframe,
         )
         for seed in STRATEGIES
         if seed.name in missing_strategies

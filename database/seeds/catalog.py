@@ -12,6 +12,9 @@ SIMULATED_EXCHANGE = "simulated"
 PRIMARY_ACCOUNT_NAME = "Primary Account"
 
 
+_SAMPLE_SYMBOLS = ("BTC/USD", "ETH/USD")
+
+
 @dataclass(frozen=True)
 class SeedStrategy:
     name: str
@@ -19,6 +22,8 @@ class SeedStrategy:
     strategy_type: str
     risk_level: str
     parameters: dict[str, Any]
+    symbols: tuple[str, ...] = _SAMPLE_SYMBOLS
+    timeframe: str = "1h"
 
 
 @dataclass(frozen=True)
@@ -58,34 +63,40 @@ class SeedAgent:
     personality: dict[str, Any] = field(default_factory=dict)
 
 
+# The seed document's four, as the built-in types run them (models/strategy_params.py,
+# normalized: every parameter written out), watching the sample agents' two main pairs
+# on hourly candles, so a fresh install has live signals and its agents see them.
 STRATEGIES = (
     SeedStrategy(
         name="Moving Average Crossover",
-        description="Buy when short MA crosses above long MA, sell when it crosses below",
-        strategy_type="momentum",
+        description="Long while the 20-candle average is above the 50-candle one, flat "
+        "when it crosses below",
+        strategy_type="trend_following",
         risk_level="medium",
-        parameters={"short_period": 20, "long_period": 50},
+        parameters={"fast_window": 20, "slow_window": 50, "average": "sma"},
     ),
     SeedStrategy(
         name="RSI Mean Reversion",
-        description="Buy when RSI < 30, sell when RSI > 70",
+        description="Buy a close two standard deviations below its 14-candle mean, sell "
+        "back at the mean",
         strategy_type="mean_reversion",
         risk_level="low",
-        parameters={"period": 14, "oversold": 30, "overbought": 70},
+        parameters={"window": 14, "entry_z": 2.0, "exit_z": 0.0},
     ),
     SeedStrategy(
         name="Bollinger Bands",
-        description="Trade on bollinger band breakouts and mean reversion",
+        description="Buy a close below the lower Bollinger band (20 candles, 2 standard "
+        "deviations), sell at the middle band",
         strategy_type="mean_reversion",
         risk_level="medium",
-        parameters={"period": 20, "std_dev": 2},
+        parameters={"window": 20, "entry_z": 2.0, "exit_z": 0.0},
     ),
     SeedStrategy(
         name="Momentum Scanner",
-        description="Identify and trade momentum breakouts",
+        description="Long while the close is more than 5% above the close 24 candles back",
         strategy_type="momentum",
         risk_level="high",
-        parameters={"volume_threshold": "1.5", "price_change": 5},
+        parameters={"indicator": "roc", "window": 24, "threshold": 0.05},
     ),
 )
 

@@ -5,6 +5,8 @@ decisions and today's model spend in one read, and the market context of its sym
 (ticker, candles, indicators), which agents deciding within AGENT_CONTEXT_TTL_SECONDS
 share. The result carries the `AgentContext` the model gets and the `Inputs` sizing
 and the risk check use; both are logged with the decision, so it can be replayed.
+Assembling them from what was read is pure (`symbol_context`, `assemble_context`): an
+agent backtest builds its contexts with the same functions (services/backtests/).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from connectors.base import PairRules
 from core.config import AgentSettings
 from database.orm import Agent, Order, TradingAccount
 from database.orm.types import utcnow
@@ -28,6 +31,8 @@ from database.repositories import decisions as decisions_repo
 from database.repositories import llm_calls as llm_calls_repo
 from database.repositories import orders as order_repo
 from database.repositories import portfolio as portfolio_repo
+from database.repositories import signals as signal_repo
+from database.repositories import strategies as strategy_repo
 from database.repositories.decisions import SummaryRow
 from database.repositories.llm_calls import Usage
 from models.agents import AgentStats
@@ -39,6 +44,7 @@ from models.decisions import (
     PortfolioData,
     PositionData,
     RiskBudget,
+    StrategySignalData,
     SymbolContext,
     SymbolTerms,
     TickerData,
@@ -150,6 +156,7 @@ class ContextBuilder:
             spent = await spent_today(session, agent.id)
             day_start = await self._day_start_equity(session, account, now)
             open_rows = await order_repo.open_of(session, user_id=user_id, account_id=account.id)
+            signals = await followed_signals(session, agent)
         symbols = [await self._symbol_context(s) for s in agent.symbols]
         free = {b.asset: b.free for b in valuation.balances}
         holdings: dict[str, Holding] = {}
@@ -160,74 +167,44 @@ class ContextBuilder:
                 quantity=position.quantity,
                 mark_price=position.mark_price or position.avg_price,
             )
-        position_data = [
-            PositionData(
-                symbol=p.symbol,
-                quantity=p.quantity,
-                average_price=p.avg_price,
-                market_value=p.market_value,
-                unrealized_pnl=p.unrealized_pnl,
-            )
-            for p in valuation.positions
-        ]
-        cash, equity = valuation.cash, valuation.equity
-        limits = RiskLimits.for_agent(
-            risk_tolerance=agent.risk_tolerance,
-            max_position_pct=agent.max_position_pct,
-            max_open_positions=self._config.max_open_positions,
-            max_daily_loss_pct=self._config.max_daily_loss_pct,
-        )
-        quotes = {}
-        rates: dict[str, FeeRates] = {}
-        # One rate for the risk checks: the highest taker rate the agent may pay.
-        fee_bps = Decimal(0)
+        markets: dict[str, SymbolMarket] = {}
         for symbol in agent.symbols:
             ticker = self._market.ticker(symbol)
             rules = self._market.pair_rules(symbol)
-            quotes[symbol] = Quote(ticker.bid, ticker.ask, rules.step_size)
-            rates[symbol] = self._portfolio.fees.rates(account, rules)
-            fee_bps = max(fee_bps, rates[symbol].taker_bps)
-        open_orders = tuple(self._open_order(row, agent.id) for row in open_rows)
-        inputs = Inputs(
-            equity=equity,
-            cash_free=valuation.free_cash,
-            fee_bps=fee_bps,
-            day_start_equity=day_start,
-            holdings=holdings,
-            quotes=quotes,
-            limits=limits,
-            open_orders=open_orders,
-        )
-        snapshot = inputs.snapshot()
-        exposed = len(snapshot.exposed_symbols())
-        limit = limits.max_open_positions
-        max_position = equity * limits.max_position_pct / 100
-        context = AgentContext(
-            agent_id=str(agent.id),
-            agent_name=agent.name,
-            personality=agent.personality,
-            strategies=agent.strategies,
-            risk_tolerance=agent.risk_tolerance,
-            max_position_pct=agent.max_position_pct,
+            markets[symbol] = SymbolMarket(
+                Quote(ticker.bid, ticker.ask, rules.step_size),
+                rules,
+                self._portfolio.fees.rates(account, rules),
+            )
+        view = AccountView(
             quote_currency=account.base_currency,
-            as_of=now,
-            symbols=symbols,
-            portfolio=PortfolioData(cash=cash, equity=equity, positions=position_data),
-            risk=_budget(agent, limits, equity, day_start, spent).model_copy(
-                update={
-                    "min_confidence": limits.min_confidence,
-                    "max_order_pct": limits.max_order_pct,
-                    "max_daily_loss_pct": limits.max_daily_loss_pct,
-                    "open_positions": exposed,
-                    "open_positions_remaining": None if limit is None else max(0, limit - exposed),
-                }
-            ),
-            terms=[
-                self._terms(symbol, rates[symbol], snapshot, max_position)
-                for symbol in agent.symbols
+            cash=valuation.cash,
+            free_cash=valuation.free_cash,
+            equity=valuation.equity,
+            day_start_equity=day_start,
+            positions=[
+                PositionData(
+                    symbol=p.symbol,
+                    quantity=p.quantity,
+                    average_price=p.avg_price,
+                    market_value=p.market_value,
+                    unrealized_pnl=p.unrealized_pnl,
+                )
+                for p in valuation.positions
             ],
-            open_orders=[_open_order_data(o, now) for o in open_orders],
-            recent_decisions=[_summary(d) for d in recent],
+            holdings=holdings,
+            open_orders=tuple(self._open_order(row, agent.id) for row in open_rows),
+        )
+        context, inputs = assemble_context(
+            agent,
+            now=now,
+            symbols=symbols,
+            account=view,
+            markets=markets,
+            config=self._config,
+            spent=spent,
+            recent=[_summary(d) for d in recent],
+            signals=signals,
         )
         last = recent[0].created_at if recent else None
         return Seen(agent, account, context, inputs, spent, last)
@@ -251,25 +228,6 @@ class ContextBuilder:
             stop_price=row.stop_price,
             placed_at=row.created_at,
             by_agent=row.agent_id == agent_id,
-        )
-
-    def _terms(
-        self, symbol: str, rates: FeeRates, snapshot: RiskSnapshot, max_position: Decimal
-    ) -> SymbolTerms:
-        rules = self._market.pair_rules(symbol)
-        holding = snapshot.holdings.get(symbol)
-        exposure = holding.quantity * holding.mark_price if holding is not None else _ZERO
-        exposure += sum((o.notional for o in snapshot.open_buys(symbol)), _ZERO)
-        return SymbolTerms(
-            symbol=symbol,
-            maker_fee_bps=rates.maker_bps,
-            taker_fee_bps=rates.taker_bps,
-            quantity_step=rules.step_size,
-            price_tick=rules.tick_size,
-            min_quantity=rules.min_quantity,
-            min_notional=rules.min_notional,
-            position_value=exposure,
-            position_room=max(_ZERO, max_position - exposure),
         )
 
     async def _day_start_equity(
@@ -313,18 +271,176 @@ class ContextBuilder:
             symbol, timeframe=timeframe, limit=self._config.candle_limit
         )
         ticker = self._market.ticker(symbol)
-        seen = [CandleData.model_validate(c) for c in candles]
         # The market's clock is its ticks' time: a candle that ends after the latest tick
         # is still open.
-        if seen and seen[-1].open_time + timeframe_delta(timeframe) > ticker.timestamp:
-            seen[-1].partial = True
-        return SymbolContext(
-            symbol=symbol,
-            ticker=TickerData.model_validate(ticker),
+        return symbol_context(
+            symbol,
             timeframe=timeframe,
-            candles=seen,
-            indicators=indicator_snapshot([c.close for c in candles]) if candles else None,
+            candles=[CandleData.model_validate(c) for c in candles],
+            ticker=TickerData.model_validate(ticker),
+            clock=ticker.timestamp,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """The account as a decision sees it, marked to market: the live account
+    (`ContextBuilder.see`) or a backtest's simulated one (services/backtests/agents.py)."""
+
+    quote_currency: str
+    cash: Decimal
+    free_cash: Decimal
+    equity: Decimal
+    day_start_equity: Decimal | None
+    positions: list[PositionData]
+    holdings: dict[str, Holding]
+    open_orders: tuple[OpenOrder, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolMarket:
+    """What sizing and the terms need of one of the agent's symbols."""
+
+    quote: Quote
+    rules: PairRules
+    rates: FeeRates
+
+
+def symbol_context(
+    symbol: str,
+    *,
+    timeframe: str,
+    candles: list[CandleData],
+    ticker: TickerData,
+    clock: datetime | None,
+) -> SymbolContext:
+    """A symbol's part of the context: its ticker, its candles (the last marked partial
+    when it ends after `clock`) and the indicators on them. Pure, so live cycles and
+    backtests build it alike."""
+    if candles and clock is not None and candles[-1].open_time + timeframe_delta(timeframe) > clock:
+        candles[-1] = candles[-1].model_copy(update={"partial": True})
+    return SymbolContext(
+        symbol=symbol,
+        ticker=ticker,
+        timeframe=timeframe,
+        candles=candles,
+        indicators=indicator_snapshot([c.close for c in candles]) if candles else None,
+    )
+
+
+def assemble_context(
+    agent: Agent,
+    *,
+    now: datetime,
+    symbols: list[SymbolContext],
+    account: AccountView,
+    markets: dict[str, SymbolMarket],
+    config: AgentSettings,
+    spent: Usage,
+    recent: list[DecisionSummary],
+    signals: list[StrategySignalData] | None = None,
+) -> tuple[AgentContext, Inputs]:
+    """The context the model gets and the inputs sizing and the risk check use, from
+    what was read. Pure: the live cycle and a backtest's simulated clock share it."""
+    equity = account.equity
+    limits = RiskLimits.for_agent(
+        risk_tolerance=agent.risk_tolerance,
+        max_position_pct=agent.max_position_pct,
+        max_open_positions=config.max_open_positions,
+        max_daily_loss_pct=config.max_daily_loss_pct,
+    )
+    # One rate for the risk checks: the highest taker rate the agent may pay.
+    fee_bps = max((m.rates.taker_bps for m in markets.values()), default=_ZERO)
+    inputs = Inputs(
+        equity=equity,
+        cash_free=account.free_cash,
+        fee_bps=fee_bps,
+        day_start_equity=account.day_start_equity,
+        holdings=account.holdings,
+        quotes={symbol: m.quote for symbol, m in markets.items()},
+        limits=limits,
+        open_orders=account.open_orders,
+    )
+    snapshot = inputs.snapshot()
+    exposed = len(snapshot.exposed_symbols())
+    limit = limits.max_open_positions
+    max_position = equity * limits.max_position_pct / 100
+    context = AgentContext(
+        agent_id=str(agent.id),
+        agent_name=agent.name,
+        personality=agent.personality,
+        strategies=agent.strategies,
+        risk_tolerance=agent.risk_tolerance,
+        max_position_pct=agent.max_position_pct,
+        quote_currency=account.quote_currency,
+        as_of=now,
+        symbols=symbols,
+        portfolio=PortfolioData(cash=account.cash, equity=equity, positions=account.positions),
+        risk=_budget(agent, limits, equity, account.day_start_equity, spent).model_copy(
+            update={
+                "min_confidence": limits.min_confidence,
+                "max_order_pct": limits.max_order_pct,
+                "max_daily_loss_pct": limits.max_daily_loss_pct,
+                "open_positions": exposed,
+                "open_positions_remaining": None if limit is None else max(0, limit - exposed),
+            }
+        ),
+        terms=[
+            _terms(symbol, m.rules, m.rates, snapshot, max_position)
+            for symbol, m in markets.items()
+        ],
+        open_orders=[_open_order_data(o, now) for o in account.open_orders],
+        recent_decisions=recent,
+        signals=signals or [],
+    )
+    return context, inputs
+
+
+async def followed_signals(session: AsyncSession, agent: Agent) -> list[StrategySignalData]:
+    """The latest signal of each strategy the agent lists (by name, among its owner's
+    strategies) on each of its symbols."""
+    if not agent.strategies:
+        return []
+    strategies = await strategy_repo.named(session, agent.strategies, user_id=agent.user_id)
+    names = {s.id: s for s in strategies}
+    rows = await signal_repo.latest_signals(
+        session, user_id=agent.user_id, strategy_ids=list(names), symbols=agent.symbols
+    )
+    return [
+        StrategySignalData(
+            strategy=names[row.strategy_id].name,
+            strategy_type=names[row.strategy_id].strategy_type,
+            symbol=row.symbol,
+            timeframe=row.timeframe,
+            candle_open_time=row.candle_open_time,
+            action=row.action,
+            position=int(row.signal_metadata.get("position", 0)),
+            strength=row.strength,
+            confidence=row.confidence,
+            price=row.price,
+        )
+        for row in rows
+        if row.strategy_id in names
+    ]
+
+
+def _terms(
+    symbol: str, rules: PairRules, rates: FeeRates, snapshot: RiskSnapshot, max_position: Decimal
+) -> SymbolTerms:
+    holding = snapshot.holdings.get(symbol)
+    exposure = holding.quantity * holding.mark_price if holding is not None else _ZERO
+    exposure += sum((o.notional for o in snapshot.open_buys(symbol)), _ZERO)
+    return SymbolTerms(
+        symbol=symbol,
+        maker_fee_bps=rates.maker_bps,
+        taker_fee_bps=rates.taker_bps,
+        quantity_step=rules.step_size,
+        price_tick=rules.tick_size,
+        min_quantity=rules.min_quantity,
+        min_notional=rules.min_notional,
+        position_value=exposure,
+        position_room=max(_ZERO, max_position - exposure),
+    )
 
 
 def _open_order_data(order: OpenOrder, now: datetime) -> OpenOrderData:

@@ -36,7 +36,6 @@ the equity curve, with periods per year from the candles' median spacing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -292,21 +291,6 @@ def periods_per_year(open_time: npt.NDArray[np.datetime64]) -> float | None:
     return performance.SECONDS_PER_YEAR / spacing if spacing > 0 else None
 
 
-def cagr(total_return: Decimal | None, steps: int, periods: float | None) -> float | None:
-    """Compound annual growth: (1 + total return) ^ (periods per year / steps) - 1, the
-    growth over `steps` candle spacings compounded to a year; None when undefined or too
-    large for a float (a short run extrapolated to a year can be)."""
-    if total_return is None or periods is None or steps < 1:
-        return None
-    growth = 1.0 + float(total_return)
-    if growth <= 0:
-        return -1.0
-    try:
-        return math.expm1(math.log(growth) * periods / steps)
-    except OverflowError:
-        return None
-
-
 def measure(
     open_time: npt.NDArray[np.datetime64],
     equity: FloatArray,
@@ -325,7 +309,7 @@ def measure(
     results = [t.pnl for t in trades]
     return BacktestMetrics(
         total_return=total,
-        cagr=cagr(total, len(equity) - 1, periods),
+        cagr=performance.cagr(total, len(equity) - 1, periods),
         sharpe=None if periods is None else performance.sharpe_ratio(returns, periods),
         sortino=None if periods is None else performance.sortino_ratio(returns, periods),
         max_drawdown=risk_measures.max_drawdown_from_returns(returns),

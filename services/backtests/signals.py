@@ -33,13 +33,17 @@ Strength, per strategy (ATR is the mean true range over the named window):
 | momentum, ROC | `abs(close - close[i - window] * (1 + threshold))` | 2 ATR (window) |
 | breakout | long: `close - exit_low`; flat: `entry_high - close` | 2 ATR (entry window) |
 
+Indicators (`Signals.indicators`, per candle, NaN where undefined): trend following
+`fast`, `slow`, `atr`; mean reversion `middle`, `sigma`, `z`; RSI `rsi`; ROC `roc`,
+`atr`; breakout `entry_high`, `exit_low`, `atr`. The look-ahead check compares them.
+
 Arbitrage is not here: a spread needs two symbols' series.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -106,17 +110,25 @@ class Ohlcv:
 
 @dataclass(frozen=True, slots=True)
 class Signals:
-    """Per candle: the wanted position after its close, strength 0-100, confidence 0-1."""
+    """Per candle: the wanted position after its close, strength 0-100, confidence 0-1,
+    and the named indicator arrays the strategy computed them from (NaN where undefined),
+    which the look-ahead check compares too. The engines read `position` only."""
 
     position: PositionArray
     strength: FloatArray
     confidence: FloatArray
+    indicators: Mapping[str, FloatArray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.position)
 
     def head(self, count: int) -> Signals:
-        return Signals(self.position[:count], self.strength[:count], self.confidence[:count])
+        return Signals(
+            self.position[:count],
+            self.strength[:count],
+            self.confidence[:count],
+            {name: values[:count] for name, values in self.indicators.items()},
+        )
 
     def changes(self) -> npt.NDArray[np.intp]:
         """The candles whose close changes the wanted position (from flat at the start):
@@ -145,11 +157,12 @@ def trend_following(candles: Ohlcv, params: TrendFollowingParams) -> Signals:
     valid = ~np.isnan(fast) & ~np.isnan(slow)
     gap = fast - slow
     position = (valid & (gap > FLAT * np.abs(slow))).astype(np.int8)
-    scale = FULL_SCALE_ATRS * average_true_range(candles, params.slow_window)
+    atr = average_true_range(candles, params.slow_window)
     return Signals(
         position,
-        _strength(np.abs(gap), scale, valid),
+        _strength(np.abs(gap), FULL_SCALE_ATRS * atr, valid),
         _volume_confidence(candles.volume, params.slow_window, valid),
+        {"fast": fast, "slow": slow, "atr": atr},
     )
 
 
@@ -170,6 +183,7 @@ def mean_reversion(candles: Ohlcv, params: MeanReversionParams) -> Signals:
         position,
         _strength(margin, band, valid),
         _volume_confidence(candles.volume, params.window, valid),
+        {"middle": middle, "sigma": sigma, "z": z},
     )
 
 
@@ -187,6 +201,7 @@ def momentum(candles: Ohlcv, params: RsiMomentumParams | RocMomentumParams) -> S
         position,
         _strength(margin, band, valid),
         _volume_confidence(candles.volume, params.window, valid),
+        {"rsi": rsi},
     )
 
 
@@ -200,11 +215,12 @@ def _rate_of_change(candles: Ohlcv, params: RocMomentumParams) -> Signals:
     roc = close / reference - 1
     position = (valid & (roc > params.threshold)).astype(np.int8)
     distance = np.abs(close - reference * (1 + params.threshold))
-    scale = FULL_SCALE_ATRS * average_true_range(candles, window)
+    atr = average_true_range(candles, window)
     return Signals(
         position,
-        _strength(distance, scale, valid),
+        _strength(distance, FULL_SCALE_ATRS * atr, valid),
         _volume_confidence(candles.volume, window, valid),
+        {"roc": roc, "atr": atr},
     )
 
 
@@ -217,11 +233,12 @@ def breakout(candles: Ohlcv, params: BreakoutParams) -> Signals:
     position = _hold(close > entry_high, close < exit_low)
     valid = ~np.isnan(entry_high) & ~np.isnan(exit_low)
     margin = np.where(position == 1, close - exit_low, entry_high - close)
-    scale = FULL_SCALE_ATRS * average_true_range(candles, params.entry_window)
+    atr = average_true_range(candles, params.entry_window)
     return Signals(
         position,
-        _strength(margin, scale, valid),
+        _strength(margin, FULL_SCALE_ATRS * atr, valid),
         _volume_confidence(candles.volume, params.entry_window, valid),
+        {"entry_high": entry_high, "exit_low": exit_low, "atr": atr},
     )
 
 

@@ -3,7 +3,7 @@ the merged candles (the merge rule is in service.py's module doc)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -103,10 +103,17 @@ class CandleSource(Protocol):
 
 
 async def closed_candles(
-    market: CandleSource, symbol: str, *, timeframe: str, start: datetime, until: datetime
+    market: CandleSource,
+    symbol: str,
+    *,
+    timeframe: str,
+    start: datetime,
+    until: datetime,
+    on_page: Callable[[int], Awaitable[None]] | None = None,
 ) -> list[Candle]:
     """The symbol's candles opening at `start` or later that have closed by `until`,
-    oldest first, read a page of MAX_CANDLES at a time (past the query's own limit)."""
+    oldest first, read a page of MAX_CANDLES at a time (past the query's own limit).
+    `on_page(read so far)` is awaited after each page (it may raise to stop the read)."""
     delta = timeframe_delta(timeframe)
     last_open = until - delta  # the latest open whose candle has closed by `until`
     candles: list[Candle] = []
@@ -116,6 +123,8 @@ async def closed_candles(
             symbol, timeframe=timeframe, start=cursor, end=until - _TICK, limit=MAX_CANDLES
         )
         candles.extend(c for c in page if cursor <= c.open_time <= last_open)
+        if on_page is not None:
+            await on_page(len(candles))
         if len(page) < MAX_CANDLES:
             break
         cursor = page[-1].open_time + delta

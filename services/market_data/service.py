@@ -8,12 +8,16 @@ wall-clock cadence; `advance()` runs the very same per-step pipeline on demand:
 
 1. cache each ticker (CacheService: Redis when configured),
 2. queue the tickers, the closed candles and (at most one per symbol every
-   `MARKET_DATA_SNAPSHOT_SECONDS`) a book snapshot,
+   `MARKET_DATA_SNAPSHOT_SECONDS`) a book snapshot, and hand the closed candles to the
+   candle listeners (which must not block: the live signals queue them),
 3. every `MARKET_DATA_FLUSH_SECONDS` of market time write the queue in one transaction
    (tickers and candles upserted, so rewriting is harmless; a failed write is logged
    and retried with the next flush),
 4. publish a `market_data` event on `market:{symbol}` for the subscribed symbols,
 5. await the tick listeners in order (a failing one is logged; the rest still run).
+
+While streaming, a step comes every `SIMULATION_TICK_SECONDS / SIMULATION_SPEED` wall
+seconds: at speed 1 the market clock keeps pace with the real one.
 
 Rates are measured on the market clock (the ticks' timestamps), which keeps pace with
 the wall clock while streaming and makes `advance()` deterministic in tests.
@@ -35,7 +39,7 @@ import asyncio
 import itertools
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -82,12 +86,14 @@ from utils.candles import align
 log = structlog.get_logger(__name__)
 
 TickListener = Callable[[Mapping[str, Tick]], Awaitable[None]]
+CandleListener = Callable[[Sequence[Candle]], None]
 
 __all__ = [
     "MAX_BOOK_DEPTH",
     "MAX_CANDLES",
     "SNAPSHOT_DEPTH",
     "TICKER_TTL_SECONDS",
+    "CandleListener",
     "LiveData",
     "MarketDataService",
     "TickListener",
@@ -141,6 +147,7 @@ class MarketDataService:
         self._exchange: SimulatedExchange | None = None
         self._rules: dict[str, PairRules] = {}
         self._listeners: dict[int, TickListener] = {}
+        self._candle_listeners: dict[int, CandleListener] = {}
         self._listener_ids = itertools.count()
         self._subscribed: set[str] = set()
         self._lock = asyncio.Lock()
@@ -246,6 +253,18 @@ class MarketDataService:
         if self._exchange is None or _normalize(symbol) not in self._rules:
             return None
         return self._exchange.last_tick(_normalize(symbol)).ticker.last
+
+    def add_candle_listener(self, listener: CandleListener) -> Callable[[], None]:
+        """Call `listener(candles)` with the candles each step closed (every timeframe, in
+        the order they closed), before the tick listeners run; returns the unsubscribe. It
+        must not block: the market waits for it."""
+        listener_id = next(self._listener_ids)
+        self._candle_listeners[listener_id] = listener
+
+        def remove() -> None:
+            self._candle_listeners.pop(listener_id, None)
+
+        return remove
 
     def add_tick_listener(self, listener: TickListener) -> Callable[[], None]:
         """Await `listener(ticks)` after each step is recorded; returns the unsubscribe."""
@@ -386,7 +405,10 @@ class MarketDataService:
             async with self._lock:
                 await self._process(exchange, ticks)
 
-        await exchange.run(on_ticks)
+        speed = self._settings.simulation_speed
+        await exchange.run(
+            on_ticks, interval_seconds=self._settings.simulation_tick_seconds / speed
+        )
 
     async def _process(self, exchange: SimulatedExchange, ticks: Mapping[str, Tick]) -> None:
         for symbol, tick in ticks.items():
@@ -398,8 +420,16 @@ class MarketDataService:
             if taken is None or tick.book.timestamp - taken >= self._snapshot_every:
                 self._last_snapshot[symbol] = tick.book.timestamp
                 self._pending_snapshots.append((tick.book, exchange.steps))
-        for candle in exchange.drain_closed_candles():
+        closed = exchange.drain_closed_candles()
+        for candle in closed:
             self._pending_candles[(candle.symbol, candle.timeframe, candle.open_time)] = candle
+        if closed:
+            for candle_listener in list(self._candle_listeners.values()):
+                try:
+                    candle_listener(closed)
+                except Exception:
+                    self.listener_errors += 1
+                    log.exception("candle_listener_failed", listener=repr(candle_listener))
         if self._last_flush is None or exchange.now - self._last_flush >= self._flush_every:
             self._last_flush = exchange.now
             await self._flush()

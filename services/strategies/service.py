@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import structlog
@@ -28,7 +28,12 @@ from core.exceptions import ConflictError, NotFoundError, ValidationFailedError
 from core.service_registry import ServiceHealth
 from database.orm import Strategy
 from database.orm.types import utcnow
+from database.repositories import backtest_runs as run_repo
+from database.repositories import signals as signal_repo
 from database.repositories import strategies as strategy_repo
+from models.backtest_runs import BacktestRunRead
+from models.enums import BacktestKind, SignalAction
+from models.signals import SignalList, SignalRead
 from models.strategies import (
     MAX_BACKTEST_CANDLES,
     MAX_EQUITY_POINTS,
@@ -51,7 +56,8 @@ from models.strategy_params import (
     kind_of,
     parse_parameters,
 )
-from services.backtests.service import BacktestRun, BacktestService
+from services.backtests.jobs import BacktestJobs, Outcome, Report, finished_run
+from services.backtests.service import BacktestPlan, BacktestRun, BacktestService
 from services.infra.database import DatabaseService
 
 log = structlog.get_logger(__name__)
@@ -92,10 +98,43 @@ def _normalized(params: StrategyParams) -> dict[str, Any]:
     return stored
 
 
+def traded_symbols(market: SymbolResolver, raw: Sequence[str]) -> list[str]:
+    """The symbols as the market names them; a 422 naming the first one it does not trade
+    (or one named twice, BTC-USD and BTC/USD being one)."""
+    symbols: list[str] = []
+    for index, name in enumerate(raw):
+        try:
+            symbol = market.resolve_symbol(name)
+        except NotFoundError as e:
+            raise ValidationFailedError(
+                f"symbols.{index}: the market does not trade {name!r}",
+                details={"errors": [{"field": f"symbols.{index}", "message": e.message}]},
+            ) from e
+        if symbol in symbols:
+            raise ValidationFailedError(
+                f"symbols.{index}: {symbol} is named twice",
+                details={"errors": [{"field": f"symbols.{index}", "message": "named twice"}]},
+            )
+        symbols.append(symbol)
+    return symbols
+
+
+class SymbolResolver(Protocol):
+    def resolve_symbol(self, raw: str) -> str: ...
+
+
 class StrategyService:
-    def __init__(self, database: DatabaseService, backtests: BacktestService) -> None:
+    def __init__(
+        self,
+        database: DatabaseService,
+        backtests: BacktestService,
+        market: SymbolResolver,
+        jobs: BacktestJobs,
+    ) -> None:
         self._database = database
         self._backtests = backtests
+        self._market = market
+        self._jobs = jobs
         self.backtests_run = 0
 
     async def start(self) -> None:
@@ -113,6 +152,7 @@ class StrategyService:
         """A new strategy of a built-in type, its parameters checked and stored with
         their defaults; 409 when the user has a strategy of that name."""
         params = checked_parameters(request.strategy_type, request.parameters)
+        symbols = traded_symbols(self._market, request.symbols)
         now = utcnow()
         async with _unique_name(request.name):
             async with self._database.database.transaction() as session:
@@ -127,6 +167,8 @@ class StrategyService:
                         parameters=_normalized(params),
                         risk_level=request.risk_level.value,
                         is_active=request.is_active,
+                        symbols=symbols,
+                        timeframe=request.timeframe.value,
                         performance_metrics={},
                         backtest_results={},
                         created_at=now,
@@ -159,6 +201,10 @@ class StrategyService:
         if "description" in changes.model_fields_set:
             fields["description"] = changes.description  # null clears it
         name = fields.get("name")
+        if "symbols" in fields:
+            fields["symbols"] = traded_symbols(self._market, fields["symbols"])
+        if "timeframe" in fields:
+            fields["timeframe"] = fields["timeframe"].value
         async with _unique_name(name):
             async with self._database.database.transaction() as session:
                 strategy = await self._owned(session, user_id, strategy_id)
@@ -190,20 +236,62 @@ class StrategyService:
         self, user_id: uuid.UUID, strategy_id: uuid.UUID, request: BacktestRequest
     ) -> BacktestRead:
         """Runs the strategy's stored parameters over the period (at most
-        MAX_BACKTEST_CANDLES candles) and stores the run's summary as its
+        MAX_BACKTEST_CANDLES candles), stores it as a run, its summary as the strategy's
         `backtest_results` and the metrics as its `performance_metrics`."""
-        async with self._database.database.read() as session:
-            strategy = await self._owned(session, user_id, strategy_id)
-            kind, raw = strategy.strategy_type, dict(strategy.parameters)
-        try:
-            params = checked_parameters(kind, raw)
-        except ValidationFailedError as e:
-            raise ValidationFailedError(
-                f"the strategy's stored parameters do not run: {e.message}; change them with PATCH",
-                details={"strategy_id": str(strategy_id), **e.details},
-            ) from e
+        started_at = utcnow()
+        plan = await self._plan(user_id, strategy_id, request)
         # The run holds no transaction: it can take seconds, and reads only candles.
-        run = await self._backtests.run(
+        run = await self._backtests.execute(plan)
+        run_id = uuid.uuid4()
+        read, outcome = _outcome(strategy_id, run, request, run_id)
+        async with self._database.database.transaction() as session:
+            strategy = await self._owned(session, user_id, strategy_id)
+            _store_on(strategy, read)
+            await run_repo.add_run(
+                session,
+                finished_run(
+                    user_id,
+                    kind=BacktestKind.STRATEGY,
+                    subject_id=strategy_id,
+                    request=request.model_dump(mode="json"),
+                    outcome=outcome,
+                    started_at=started_at,
+                    run_id=run_id,
+                ),
+            )
+        self._ran(strategy_id, read)
+        return read
+
+    async def start_backtest(
+        self, user_id: uuid.UUID, strategy_id: uuid.UUID, request: BacktestRequest
+    ) -> BacktestRunRead:
+        """The same backtest as a job: checked now (the same 404 and 422), queued, run in
+        the background with its progress on the `backtests` channel; the run's result and
+        the strategy's `backtest_results` are stored when it succeeds."""
+        plan = await self._plan(user_id, strategy_id, request)
+
+        async def work(run_id: uuid.UUID, report: Report) -> Outcome:
+            run = await self._backtests.execute(plan, progress=report)
+            await report("storing", 0.95)
+            read, outcome = _outcome(strategy_id, run, request, run_id)
+            async with self._database.database.transaction() as session:
+                _store_on(await self._owned(session, user_id, strategy_id), read)
+            self._ran(strategy_id, read)
+            return outcome
+
+        return await self._jobs.submit(
+            user_id,
+            kind=BacktestKind.STRATEGY,
+            subject_id=strategy_id,
+            request=request.model_dump(mode="json"),
+            work=work,
+        )
+
+    async def _plan(
+        self, user_id: uuid.UUID, strategy_id: uuid.UUID, request: BacktestRequest
+    ) -> BacktestPlan:
+        params = await self.runnable_params(user_id, strategy_id)
+        return self._backtests.prepare(
             params,
             symbol=request.symbol,
             timeframe=request.timeframe.value,
@@ -216,22 +304,60 @@ class StrategyService:
             fill=request.fill,
             engine=request.engine,
             max_candles=MAX_BACKTEST_CANDLES,
+            source=request.source,
         )
-        summary = backtest_summary(run, start=request.start, end=request.end, ran_at=utcnow())
-        async with self._database.database.transaction() as session:
-            strategy = await self._owned(session, user_id, strategy_id)
-            strategy.backtest_results = summary.model_dump(mode="json")
-            strategy.performance_metrics = summary.metrics.model_dump(mode="json")
-            strategy.updated_at = utcnow()
-            await session.flush()
+
+    def _ran(self, strategy_id: uuid.UUID, read: BacktestRead) -> None:
         self.backtests_run += 1
         log.info(
             "strategy_backtested",
             strategy_id=str(strategy_id),
-            candles=summary.candles,
-            trades=summary.metrics.trades,
+            run_id=str(read.run_id),
+            candles=read.candles,
+            trades=read.metrics.trades,
         )
-        return backtest_read(strategy_id, run, summary)
+
+    async def runnable_params(self, user_id: uuid.UUID, strategy_id: uuid.UUID) -> StrategyParams:
+        """The user's strategy's stored parameters as its type's model reads them: 404
+        when there is no such strategy, 422 when they no longer run (an older type)."""
+        async with self._database.database.read() as session:
+            strategy = await self._owned(session, user_id, strategy_id)
+            kind, raw = strategy.strategy_type, dict(strategy.parameters)
+        try:
+            return checked_parameters(kind, raw)
+        except ValidationFailedError as e:
+            raise ValidationFailedError(
+                f"the strategy's stored parameters do not run: {e.message}; change them with PATCH",
+                details={"strategy_id": str(strategy_id), **e.details},
+            ) from e
+
+    # -- signals -----------------------------------------------------------------------
+
+    async def list_signals(
+        self,
+        user_id: uuid.UUID,
+        strategy_id: uuid.UUID,
+        *,
+        symbol: str | None = None,
+        action: SignalAction | None = None,
+        before: datetime | None = None,
+        limit: int = 100,
+    ) -> SignalList:
+        """The strategy's live signals, newest candle first; `before` (a candle's open
+        time) pages back. A symbol it does not trade any more is still listed by name."""
+        async with self._database.database.read() as session:
+            await self._owned(session, user_id, strategy_id)
+            rows = await signal_repo.signals_of(
+                session,
+                user_id=user_id,
+                strategy_id=strategy_id,
+                symbol=None if symbol is None else symbol.strip().upper().replace("-", "/"),
+                actions=None if action is None else [action.value],
+                before=before,
+                limit=limit,
+            )
+            items = [SignalRead.model_validate(row) for row in rows]
+        return SignalList(items=items, count=len(items))
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -293,6 +419,7 @@ def backtest_summary(
     return BacktestSummary(
         symbol=run.symbol,
         timeframe=run.timeframe,
+        source=run.source,
         engine=run.engine,
         strategy_type=kind_of(run.params),
         parameters=_normalized(run.params),
@@ -326,14 +453,35 @@ def equity_indices(count: int, limit: int = MAX_EQUITY_POINTS) -> list[int]:
     return [int(i) for i in np.unique(np.linspace(0, count - 1, limit).round().astype(np.int64))]
 
 
+def _outcome(
+    strategy_id: uuid.UUID, run: BacktestRun, request: BacktestRequest, run_id: uuid.UUID
+) -> tuple[BacktestRead, Outcome]:
+    summary = backtest_summary(run, start=request.start, end=request.end, ran_at=utcnow())
+    read = backtest_read(strategy_id, run, summary, run_id)
+    return read, Outcome(
+        summary=summary.model_dump(mode="json"), result=read.model_dump(mode="json")
+    )
+
+
+def _store_on(strategy: Strategy, read: BacktestRead) -> None:
+    """The run's summary becomes the strategy's latest backtest."""
+    summary = BacktestSummary.model_validate(
+        read.model_dump(include=set(BacktestSummary.model_fields))
+    )
+    strategy.backtest_results = summary.model_dump(mode="json")
+    strategy.performance_metrics = read.metrics.model_dump(mode="json")
+    strategy.updated_at = utcnow()
+
+
 def backtest_read(
-    strategy_id: uuid.UUID, run: BacktestRun, summary: BacktestSummary
+    strategy_id: uuid.UUID, run: BacktestRun, summary: BacktestSummary, run_id: uuid.UUID
 ) -> BacktestRead:
     result = run.result
     equity = result.equity
     return BacktestRead(
         **dict(summary),
         strategy_id=strategy_id,
+        run_id=run_id,
         trades=[BacktestTradeRead.model_validate(t) for t in result.trades],
         open_position=(
             None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -698,6 +698,27 @@ async def test_every_event_the_app_publishes_validates(
     assert (await client.post(f"{base}/start")).status_code == 200
     assert (await client.post(f"{base}/execute-decision")).status_code == 200
     assert (await client.delete(base)).status_code == 204
+
+    strategy = await client.post(
+        f"{api}/strategies",
+        json={
+            "name": "Cross",
+            "strategy_type": "trend_following",
+            "parameters": {"fast_window": 3, "slow_window": 8},
+            "symbols": ["BTC/USD"],
+            "timeframe": "1m",
+        },
+    )
+    assert strategy.status_code == 201, strategy.text
+    await services.market_data.advance(61)  # a minute's candle closes
+    await services.signals.settled()
+    start = (services.market_data.ticker("BTC/USD").timestamp - timedelta(hours=2)).isoformat()
+    job = await client.post(
+        f"{api}/strategies/{strategy.json()['id']}/backtest-jobs",
+        json={"symbol": "BTC/USD", "timeframe": "1m", "start": start},
+    )
+    assert job.status_code == 202, job.text
+    await services.backtest_jobs.wait_for(uuid.UUID(job.json()["id"]))
 
     seen: dict[str, int] = {}
     for event in published:

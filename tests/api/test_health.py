@@ -28,7 +28,11 @@ EMBEDDED_SERVICES = {
     "agents",
     "risk",
     "backtests",
+    "candle_imports",
+    "backtest_jobs",
     "strategies",
+    "signals",
+    "agent_backtests",
 }
 
 

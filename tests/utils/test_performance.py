@@ -122,3 +122,21 @@ class TestTrades:
     @pytest.mark.parametrize("results", [[], [D(5)], [D(0)]])
     def test_profit_factor_without_a_loss_is_undefined(self, results: list[Decimal]) -> None:
         assert performance.profit_factor(results) is None
+
+
+class TestCagr:
+    def test_a_year_of_steps_is_the_total_return(self) -> None:
+        assert performance.cagr(Decimal("0.1"), 365, 365.0) == pytest.approx(0.1)
+
+    def test_half_a_year_compounds_to_a_year(self) -> None:
+        # Doubling in half a year is quadrupling in a year.
+        assert performance.cagr(Decimal(1), 100, 200.0) == pytest.approx(3.0)
+
+    def test_undefined_without_a_return_steps_or_periods(self) -> None:
+        assert performance.cagr(None, 10, 365.0) is None
+        assert performance.cagr(Decimal("0.1"), 0, 365.0) is None
+        assert performance.cagr(Decimal("0.1"), 10, None) is None
+
+    def test_a_total_loss_is_minus_one_and_an_overflow_undefined(self) -> None:
+        assert performance.cagr(Decimal(-1), 10, 365.0) == -1.0
+        assert performance.cagr(Decimal(10), 1, 525_600.0) is None

@@ -188,6 +188,27 @@ async def test_stored_candles_without_since_are_the_latest_newest_first(db: Data
     assert [r.close for r in until] == [D(102), D(101), D(100)]
 
 
+async def test_candle_page_is_start_inclusive_end_exclusive_oldest_first(db: Database) -> None:
+    await _store_series(db)
+    async with db.read() as session:
+
+        async def page(start: int, end: int, limit: int) -> list[datetime]:
+            rows = await market_data.candle_page(
+                session,
+                exchange=SIM,
+                symbol="BTC/USD",
+                timeframe="1m",
+                start=T0 + timedelta(minutes=start),
+                end=T0 + timedelta(minutes=end),
+                limit=limit,
+            )
+            return [r.open_time for r in rows]
+
+        assert await page(1, 4, 10) == [T0 + timedelta(minutes=m) for m in (1, 2, 3)]
+        assert await page(0, 5, 2) == [T0, T0 + timedelta(minutes=1)]
+        assert await page(-60, 0, 10) == []
+
+
 async def test_add_book_snapshots_writes_each(db: Database) -> None:
     rows = [
         OrderBookSnapshot(
