@@ -63,8 +63,8 @@ _LINKS = {
 async def create_strategy(
     body: StrategyCreate, services: ServicesDep, user_id: CurrentUserId
 ) -> StrategyRead:
-    """A trend_following, mean_reversion, momentum or breakout strategy; its parameters
-    are checked against its type and stored with the defaults filled in."""
+    """A trend_following, mean_reversion, momentum, breakout or arbitrage strategy; its
+    parameters are checked against its type and stored with the defaults filled in."""
     return await services.strategies.create_strategy(user_id, body)
 
 

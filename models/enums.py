@@ -75,8 +75,8 @@ class FileProcessingStatus(StrEnum):
 
 
 class StrategyType(StrEnum):
-    # The four built-in kinds (models/strategy_params.py) first; arbitrage, ml_prediction
-    # and custom stay so that rows of the seed's vocabulary remain valid.
+    # The five built-in kinds (models/strategy_params.py) first; ml_prediction and
+    # custom stay so that rows of the seed's vocabulary remain valid.
     TREND_FOLLOWING = "trend_following"
     MEAN_REVERSION = "mean_reversion"
     MOMENTUM = "momentum"

@@ -1,10 +1,10 @@
 """Strategies as the API shows them, and a strategy's backtest: its request and its run.
 
 A strategy's `parameters` follow its type's model (models/strategy_params.py): they are
-checked on write and stored with the defaults filled in. Only the four built-in types
-can be created; rows of the seed's other types (arbitrage, ml_prediction, custom) stay
-readable. Money is decimal strings; statistics (Sharpe, CAGR, the equity mark) are JSON
-numbers, as in docs/backtests.md.
+checked on write and stored with the defaults filled in. Only the five built-in types
+can be created; rows of the seed's other types (ml_prediction, custom) stay readable.
+Money is decimal strings; statistics (Sharpe, CAGR, the equity mark) are JSON numbers,
+as in docs/backtests.md.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ MAX_EQUITY_POINTS = 500
 
 # Why a type of the seed's vocabulary cannot be created (yet).
 _NOT_BUILT = {
-    "arbitrage": "arbitrage (a cross-venue spread) needs two symbols' series, and the "
-    "signals and backtests here take one: it is not built yet",
     "ml_prediction": "ml_prediction has no built-in model",
     "custom": "custom strategies have no parameter schema to check",
 }

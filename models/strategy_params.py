@@ -6,8 +6,9 @@ fields and naming the bad parameter in its error, so the strategies API can answ
 compare indicators, never money. What each parameter does is in docs/backtests.md and
 services/backtests/signals.py.
 
-Arbitrage (a spread between two symbols) is not here: its signals need two series, and
-the signals and backtests of this module are over one.
+Arbitrage is the seed's cross-venue spread, between the traded symbol and a
+`reference_symbol` (the same asset elsewhere, or any symbol it should track): its
+signals read both series, aligned on their open times.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from models.base import InputModel
 
 MAX_WINDOW = 10_000
 
-StrategyKind = Literal["trend_following", "mean_reversion", "momentum", "breakout"]
+StrategyKind = Literal["trend_following", "mean_reversion", "momentum", "breakout", "arbitrage"]
 STRATEGY_KINDS: tuple[StrategyKind, ...] = (
     "trend_following",
     "mean_reversion",
     "momentum",
     "breakout",
+    "arbitrage",
 )
 
 
@@ -96,6 +98,30 @@ class BreakoutParams(InputModel):
     exit_window: int = Field(default=10, ge=1, le=MAX_WINDOW)
 
 
+class ArbitrageParams(InputModel):
+    """Spread against a reference symbol: the log of the traded symbol's close over the
+    reference's, as a z-score over `window` candles. Long (the traded symbol is cheap
+    against the reference) from z <= -entry_z until z >= exit_z."""
+
+    reference_symbol: str = Field(min_length=1, max_length=32, examples=["ETH/USD"])
+    window: int = Field(default=60, ge=2, le=MAX_WINDOW)
+    entry_z: float = Field(default=2.0, gt=0, le=10, allow_inf_nan=False)
+    exit_z: float = Field(default=0.0, ge=-10, le=10, allow_inf_nan=False, validate_default=True)
+
+    @field_validator("reference_symbol")
+    @classmethod
+    def _normalized(cls, value: str) -> str:
+        return value.strip().upper().replace("-", "/")
+
+    @field_validator("exit_z")
+    @classmethod
+    def _above_entry(cls, value: float, info: ValidationInfo) -> float:
+        entry = info.data.get("entry_z")
+        if entry is not None and value <= -entry:
+            raise ValueError(f"exit_z must be greater than -entry_z ({-entry})")
+        return value
+
+
 MomentumParams = RsiMomentumParams | RocMomentumParams
 StrategyParams = (
     TrendFollowingParams
@@ -103,6 +129,7 @@ StrategyParams = (
     | RsiMomentumParams
     | RocMomentumParams
     | BreakoutParams
+    | ArbitrageParams
 )
 
 
@@ -122,6 +149,8 @@ def parse_parameters(kind: StrategyKind, parameters: Mapping[str, Any]) -> Strat
         return MeanReversionParams.model_validate(parameters)
     if kind == "breakout":
         return BreakoutParams.model_validate(parameters)
+    if kind == "arbitrage":
+        return ArbitrageParams.model_validate(parameters)
     if kind == "momentum":
         indicator = _MomentumIndicator.model_validate(parameters).indicator
         if indicator == "roc":
@@ -138,4 +167,6 @@ def kind_of(params: StrategyParams) -> StrategyKind:
         return "mean_reversion"
     if isinstance(params, BreakoutParams):
         return "breakout"
+    if isinstance(params, ArbitrageParams):
+        return "arbitrage"
     return "momentum"

@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -40,10 +39,10 @@ from models.lookahead import (
     LookaheadRequest,
 )
 from models.strategies import MAX_BACKTEST_CANDLES
-from models.strategy_params import StrategyParams, kind_of
+from models.strategy_params import ArbitrageParams, StrategyParams, kind_of
 from services.backtests.engine import CandleSeries, InvalidBacktestError
 from services.backtests.service import BacktestService
-from services.backtests.signals import Ohlcv, Signals, signals_for
+from services.backtests.signals import Ohlcv, Signals, aligned, signals_for
 
 log = structlog.get_logger(__name__)
 
@@ -203,6 +202,12 @@ async def lookahead_check(
         if span == 0
         else await backtests.read_candles(request.symbol, timeframe=timeframe, start=start, end=end)
     )
+    reference: list[Candle] | None = None
+    if isinstance(params, ArbitrageParams) and candles:
+        theirs = await backtests.read_candles(
+            params.reference_symbol, timeframe=timeframe, start=start, end=end
+        )
+        candles, reference = aligned(candles, theirs, key=lambda c: c.open_time)
     if not candles:
         raise ValidationFailedError(
             f"no closed {timeframe} candles of {request.symbol} in the period",
@@ -211,7 +216,7 @@ async def lookahead_check(
     began = time.perf_counter()
     try:
         series, report = await asyncio.to_thread(
-            _check_candles, candles, params, request.max_cut_points
+            _check_candles, candles, params, request.max_cut_points, reference
         )
     except InvalidBacktestError as e:  # inconsistent candles (low above the open, ...)
         raise ValidationFailedError(str(e), details={"field": e.field}) from e
@@ -228,10 +233,19 @@ async def lookahead_check(
 
 
 def _check_candles(
-    candles: list[Candle], params: StrategyParams, bound: int | None
+    candles: list[Candle],
+    params: StrategyParams,
+    bound: int | None,
+    reference: list[Candle] | None = None,
 ) -> tuple[CandleSeries, LookaheadReport]:
     series = CandleSeries.from_candles(candles)
-    compute = partial(signals_for, params=params)
+    theirs = None if reference is None else CandleSeries.from_candles(reference).ohlcv()
+
+    def compute(ohlcv: Ohlcv) -> Signals:
+        # Cut where the traded series is cut: the reference up to the same candle.
+        cut = None if theirs is None else theirs.head(len(ohlcv))
+        return signals_for(ohlcv, params, reference=cut)
+
     limit = MAX_LOOKAHEAD_CUTS if bound is None else min(bound, MAX_LOOKAHEAD_CUTS)
     return series, check_lookahead(compute, series.ohlcv(), max_cut_points=limit)
 

@@ -27,7 +27,7 @@ from connectors.base import Candle, PairRules, Ticker
 from core.exceptions import NotFoundError, ValidationFailedError
 from core.service_registry import ServiceHealth
 from database.orm.types import utcnow
-from models.strategy_params import StrategyParams, kind_of
+from models.strategy_params import ArbitrageParams, StrategyParams, kind_of
 from services.backtests.engine import (
     BacktestConfig,
     BacktestResult,
@@ -36,7 +36,7 @@ from services.backtests.engine import (
     InvalidBacktestError,
     run_reference,
 )
-from services.backtests.signals import Signals, signals_for
+from services.backtests.signals import Signals, aligned, signals_for
 from services.backtests.vectorized import run_vectorized
 from services.files.service import normalize_symbol
 from services.market_data.history import TIMEFRAMES, closed_candles
@@ -214,6 +214,8 @@ class BacktestService:
             resolved = normalize_symbol(symbol)
         else:
             resolved = self._market.resolve_symbol(symbol)
+        if isinstance(params, ArbitrageParams):
+            _check_reference(params, resolved, source, self._market)
         if timeframe not in TIMEFRAMES:
             raise ValidationFailedError(
                 f"unknown timeframe {timeframe!r}; expected one of {', '.join(TIMEFRAMES)}",
@@ -274,20 +276,11 @@ class BacktestService:
             async def on_page(read: int) -> None:
                 await report("reading", READ_SHARE * min(read / plan.span, 1.0))
 
-        if plan.source == "imported" and self._imported is not None and plan.end is not None:
-            delta = timeframe_delta(plan.timeframe)
-            read = await self._imported.imported_candles(
-                plan.symbol, timeframe=plan.timeframe, start=plan.start, end=plan.end
-            )
-            candles = [c for c in read if c.open_time + delta <= plan.end]
-        else:
-            candles = await self.read_candles(
-                plan.symbol,
-                timeframe=plan.timeframe,
-                start=plan.start,
-                end=plan.end,
-                on_page=on_page,
-            )
+        candles = await self._series(plan, plan.symbol, on_page)
+        reference: list[Candle] | None = None
+        if isinstance(plan.params, ArbitrageParams):
+            theirs = await self._series(plan, plan.params.reference_symbol, None)
+            candles, reference = aligned(candles, theirs, key=lambda c: c.open_time)
         if not candles:
             raise _no_candles(plan.symbol, plan.timeframe, plan.start)
         if progress is not None:
@@ -295,7 +288,7 @@ class BacktestService:
         began = time.perf_counter()
         try:
             series, signals, result = await asyncio.to_thread(
-                _backtest, candles, plan.params, plan.config, plan.engine
+                _backtest, candles, plan.params, plan.config, plan.engine, reference
             )
         except InvalidBacktestError as e:  # inconsistent candles (low above the open, ...)
             raise ValidationFailedError(str(e), details={"field": e.field}) from e
@@ -352,6 +345,20 @@ class BacktestService:
             return 0
         return 0 if last_open < start else (last_open - start) // delta + 1
 
+    async def _series(
+        self, plan: BacktestPlan, symbol: str, on_page: Callable[[int], Awaitable[None]] | None
+    ) -> list[Candle]:
+        """The plan's closed candles of the symbol, from the plan's source."""
+        if plan.source == "imported" and self._imported is not None and plan.end is not None:
+            delta = timeframe_delta(plan.timeframe)
+            read = await self._imported.imported_candles(
+                symbol, timeframe=plan.timeframe, start=plan.start, end=plan.end
+            )
+            return [c for c in read if c.open_time + delta <= plan.end]
+        return await self.read_candles(
+            symbol, timeframe=plan.timeframe, start=plan.start, end=plan.end, on_page=on_page
+        )
+
     def _rules_of(self, symbol: str) -> PairRules | None:
         try:
             return self._market.pair_rules(symbol)
@@ -362,6 +369,22 @@ class BacktestService:
         if rules is None or rules.taker_fee_bps is None:
             return self._default_fee_bps
         return rules.taker_fee_bps
+
+
+def _check_reference(
+    params: ArbitrageParams, symbol: str, source: Source, market: MarketCandles
+) -> None:
+    """An arbitrage strategy's reference: not the traded symbol itself, and traded by
+    the market when its candles are the market's."""
+    reference = params.reference_symbol
+    if reference == symbol:
+        raise ValidationFailedError(
+            f"the arbitrage strategy's reference_symbol is {symbol}, the symbol backtested: "
+            "a spread needs two symbols",
+            details={"symbol": symbol, "reference_symbol": reference},
+        )
+    if source == "market":
+        market.resolve_symbol(reference)
 
 
 def _span(start: datetime, end: datetime, timeframe: str) -> int:
@@ -387,9 +410,14 @@ def _checked(build: Callable[[], T]) -> T:
 
 
 def _backtest(
-    candles: list[Candle], params: StrategyParams, config: BacktestConfig, engine: EngineName
+    candles: list[Candle],
+    params: StrategyParams,
+    config: BacktestConfig,
+    engine: EngineName,
+    reference: list[Candle] | None = None,
 ) -> tuple[CandleSeries, Signals, BacktestResult]:
     # All of it off the event loop: a year of minutes is half a million Decimal candles.
     series = CandleSeries.from_candles(candles)
-    signals = signals_for(series.ohlcv(), params)
+    theirs = None if reference is None else CandleSeries.from_candles(reference).ohlcv()
+    signals = signals_for(series.ohlcv(), params, reference=theirs)
     return series, signals, ENGINES[engine](series, signals.position, config)

@@ -32,23 +32,28 @@ Strength, per strategy (ATR is the mean true range over the named window):
 | momentum, RSI | long: `rsi - exit`; flat: `entry - rsi` | `entry - exit` |
 | momentum, ROC | `abs(close - close[i - window] * (1 + threshold))` | 2 ATR (window) |
 | breakout | long: `close - exit_low`; flat: `entry_high - close` | 2 ATR (entry window) |
+| arbitrage | as mean reversion, on the spread's z-score | `entry_z + exit_z` |
 
 Indicators (`Signals.indicators`, per candle, NaN where undefined): trend following
 `fast`, `slow`, `atr`; mean reversion `middle`, `sigma`, `z`; RSI `rsi`; ROC `roc`,
 `atr`; breakout `entry_high`, `exit_low`, `atr`. The look-ahead check compares them.
 
-Arbitrage is not here: a spread needs two symbols' series.
+Arbitrage reads two series, the traded symbol's and its reference's at the same open
+times (`aligned` keeps only the times both have): its indicator is the spread
+`log(close / reference close)`, as a z-score over the window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from models.strategy_params import (
+    ArbitrageParams,
     BreakoutParams,
     MeanReversionParams,
     RocMomentumParams,
@@ -58,6 +63,7 @@ from models.strategy_params import (
 )
 from utils import indicators
 
+T = TypeVar("T")
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 PositionArray = npt.NDArray[np.int8]
@@ -137,8 +143,15 @@ class Signals:
         return np.flatnonzero(self.position != previous)
 
 
-def signals_for(candles: Ohlcv, params: StrategyParams) -> Signals:
-    """The signals of the strategy the parameters belong to."""
+def signals_for(
+    candles: Ohlcv, params: StrategyParams, *, reference: Ohlcv | None = None
+) -> Signals:
+    """The signals of the strategy the parameters belong to. Arbitrage also reads
+    `reference`: the reference symbol's candles at the same open times (`aligned`)."""
+    if isinstance(params, ArbitrageParams):
+        if reference is None or len(reference) != len(candles):
+            raise ValueError("arbitrage reads the reference symbol's candles, aligned")
+        return arbitrage(candles, reference, params)
     if isinstance(params, TrendFollowingParams):
         return trend_following(candles, params)
     if isinstance(params, MeanReversionParams):
@@ -240,6 +253,38 @@ def breakout(candles: Ohlcv, params: BreakoutParams) -> Signals:
         _volume_confidence(candles.volume, params.entry_window, valid),
         {"entry_high": entry_high, "exit_low": exit_low, "atr": atr},
     )
+
+
+def arbitrage(candles: Ohlcv, reference: Ohlcv, params: ArbitrageParams) -> Signals:
+    """Long from a close whose spread against the reference, log(close / reference
+    close), is at z <= -entry_z over the trailing window until one at z >= exit_z (the
+    Bollinger z-score of mean reversion, on the spread)."""
+    spread = np.log(candles.close) - np.log(reference.close)
+    upper, middle, lower = indicators.bollinger(spread, params.window, 1.0)
+    sigma = (upper - lower) / 2
+    # A spread is a log ratio near 0: its noise floor is absolute, not a share of it.
+    valid = ~np.isnan(middle) & (sigma > FLAT)
+    z = np.full(len(spread), np.nan)
+    np.divide(spread - middle, sigma, out=z, where=valid)
+    position = _hold(valid & (z <= -params.entry_z), valid & (z >= params.exit_z))
+    margin = np.where(position == 1, params.exit_z - z, z + params.entry_z)
+    band = np.full(len(spread), params.entry_z + params.exit_z)
+    return Signals(
+        position,
+        _strength(margin, band, valid),
+        _volume_confidence(candles.volume, params.window, valid),
+        {"spread": spread, "middle": middle, "sigma": sigma, "z": z},
+    )
+
+
+def aligned(
+    candles: Sequence[T], reference: Sequence[T], *, key: Callable[[T], object]
+) -> tuple[list[T], list[T]]:
+    """Both series at their common open times only, oldest first: a candle one of them
+    lacks is left out of both."""
+    theirs = {key(c): c for c in reference}
+    both = [(c, theirs[key(c)]) for c in candles if key(c) in theirs]
+    return [c for c, _ in both], [r for _, r in both]
 
 
 def average_true_range(candles: Ohlcv, window: int) -> FloatArray:

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import partial
 from typing import Any
 
 import structlog
@@ -50,6 +51,7 @@ from models.enums import SignalAction
 from models.events import Channel, EventType
 from models.signals import SignalRead
 from models.strategy_params import (
+    ArbitrageParams,
     BreakoutParams,
     MeanReversionParams,
     RocMomentumParams,
@@ -59,7 +61,7 @@ from models.strategy_params import (
     kind_of,
     parse_parameters,
 )
-from services.backtests.signals import Ohlcv, Signals, signals_for
+from services.backtests.signals import Ohlcv, Signals, aligned, signals_for
 from services.infra.database import DatabaseService
 from services.infra.event_bus import EventBus
 from services.market_data.history import TIMEFRAMES, CandleSource, closed_candles
@@ -86,6 +88,8 @@ def history_candles(params: StrategyParams) -> int:
         needed = params.window + 1
     elif isinstance(params, BreakoutParams):
         needed = max(params.entry_window, params.exit_window) + 1
+    elif isinstance(params, ArbitrageParams):
+        needed = params.window
     else:  # pragma: no cover - the union is exhaustive
         raise TypeError(type(params).__name__)
     return max(HISTORY_CANDLES, 3 * needed)
@@ -252,7 +256,18 @@ class SignalService:
                 continue
             for strategy in strategies:
                 window = history[-history_candles(strategy.params) :]
-                signals = await asyncio.to_thread(signals_for, ohlcv_of(window), strategy.params)
+                reference = None
+                if isinstance(strategy.params, ArbitrageParams):
+                    theirs = await self._history(
+                        candle, len(window), symbol=strategy.params.reference_symbol
+                    )
+                    window, matched = aligned(window, theirs, key=lambda c: c.open_time)
+                    if not window or window[-1].open_time != candle.open_time:
+                        continue  # the reference has no candle at this one's time
+                    reference = ohlcv_of(matched)
+                signals = await asyncio.to_thread(
+                    partial(signals_for, reference=reference), ohlcv_of(window), strategy.params
+                )
                 records.append(signal_row(strategy, candle, signals, created_at))
         if not records:
             return []
@@ -269,12 +284,16 @@ class SignalService:
             )
         return reads
 
-    async def _history(self, candle: Candle, count: int) -> list[Candle]:
+    async def _history(
+        self, candle: Candle, count: int, *, symbol: str | None = None
+    ) -> list[Candle]:
+        """The `count` candles of the symbol (default: the candle's) closed up to and
+        including `candle`'s time."""
         delta = timeframe_delta(candle.timeframe)
         start = candle.open_time - delta * (count - 1)
         return await closed_candles(
             self._market,
-            candle.symbol,
+            symbol or candle.symbol,
             timeframe=candle.timeframe,
             start=start,
             until=candle.open_time + delta,

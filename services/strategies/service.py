@@ -1,7 +1,7 @@
 """Strategies, the entry point: a user's strategies (the seed's CRUD) with parameters
 checked against their type, and a strategy's backtest, stored on it.
 
-- Only the four built-in types can be created (models/strategy_params.py); their
+- Only the five built-in types can be created (models/strategy_params.py); their
   parameters are validated on every write and stored normalized (defaults filled in),
   so what a backtest runs is what GET shows.
 - A backtest (services/backtests/service.py) runs the stored parameters; the run's
@@ -52,6 +52,7 @@ from models.strategies import (
 )
 from models.strategy_params import (
     STRATEGY_KINDS,
+    ArbitrageParams,
     StrategyParams,
     kind_of,
     parse_parameters,
@@ -151,7 +152,7 @@ class StrategyService:
     async def create_strategy(self, user_id: uuid.UUID, request: StrategyCreate) -> StrategyRead:
         """A new strategy of a built-in type, its parameters checked and stored with
         their defaults; 409 when the user has a strategy of that name."""
-        params = checked_parameters(request.strategy_type, request.parameters)
+        params = self._checked(request.strategy_type, request.parameters)
         symbols = traded_symbols(self._market, request.symbols)
         now = utcnow()
         async with _unique_name(request.name):
@@ -213,7 +214,7 @@ class StrategyService:
                 if "parameters" in fields or "strategy_type" in fields:
                     kind = fields.get("strategy_type", strategy.strategy_type)
                     raw = fields.get("parameters", strategy.parameters)
-                    fields["parameters"] = _normalized(checked_parameters(kind, raw))
+                    fields["parameters"] = _normalized(self._checked(kind, raw))
                 if "risk_level" in fields:
                     fields["risk_level"] = fields["risk_level"].value
                 for field, value in fields.items():
@@ -360,6 +361,22 @@ class StrategyService:
         return SignalList(items=items, count=len(items))
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _checked(self, kind: str, raw: Mapping[str, Any]) -> StrategyParams:
+        """The parameters as `checked_parameters` reads them; an arbitrage strategy's
+        reference must be a symbol the market trades (a 422 naming it)."""
+        params = checked_parameters(kind, raw)
+        if isinstance(params, ArbitrageParams):
+            try:
+                reference = self._market.resolve_symbol(params.reference_symbol)
+            except NotFoundError as e:
+                field = "parameters.reference_symbol"
+                raise ValidationFailedError(
+                    f"{field}: the market does not trade {params.reference_symbol!r}",
+                    details={"errors": [{"field": field, "message": e.message}]},
+                ) from e
+            params = params.model_copy(update={"reference_symbol": reference})
+        return params
 
     async def _owned(
         self, session: AsyncSession, user_id: uuid.UUID, strategy_id: uuid.UUID

@@ -29,10 +29,12 @@ from database.orm import (
     EventOutbox,
     LLMCall,
     Order,
+    Strategy,
     TradingAccount,
     User,
 )
 from database.orm.types import utcnow
+from models.strategy_params import parse_parameters
 from tests.conftest import pg_admin, pg_url
 from tests.factories import (
     create_account,
@@ -338,6 +340,52 @@ class TestUnknownCostMigration:
             assert [tuple(row) for row in answered] == [("openai", "o3")]
         finally:
             await database.dispose()
+
+    async def test_0013_makes_untouched_sample_strategies_run_and_leaves_changed_ones(
+        self, empty_database_url: str
+    ) -> None:
+        database = Database(empty_database_url)
+        try:
+            await upgrade(database.engine, "0012")
+            user = await create_user(database)
+            loaded = {  # as the seed catalog stored them before 0011
+                "Moving Average Crossover": ("momentum", {"short_period": 20, "long_period": 50}),
+                "Momentum Scanner": ("momentum", {"volume_threshold": "1.5", "price_change": 5}),
+                "Bollinger Bands": ("mean_reversion", {"period": 20, "std_dev": 3}),  # changed
+            }
+            async with database.transaction() as session:
+                for name, (kind, parameters) in loaded.items():
+                    session.add(
+                        Strategy(
+                            user_id=user.id, name=name, strategy_type=kind, parameters=parameters
+                        )
+                    )
+
+            await upgrade(database.engine)
+            after = await _strategies(database)
+            assert after["Moving Average Crossover"] == (
+                "trend_following",
+                {"fast_window": 20, "slow_window": 50, "average": "sma"},
+            )
+            assert after["Momentum Scanner"] == (
+                "momentum",
+                {"indicator": "roc", "window": 24, "threshold": 0.05},
+            )
+            assert after["Bollinger Bands"] == loaded["Bollinger Bands"]
+            for kind, parameters in after.values():
+                if kind != "mean_reversion":
+                    parse_parameters(kind, parameters)  # type: ignore[arg-type]
+
+            await downgrade(database.engine, "0012")
+            assert await _strategies(database) == loaded
+        finally:
+            await database.dispose()
+
+
+async def _strategies(database: Database) -> dict[str, tuple[str, dict[str, Any]]]:
+    async with database.read() as session:
+        rows = (await session.scalars(select(Strategy))).all()
+        return {row.name: (row.strategy_type, dict(row.parameters)) for row in rows}
 
 
 class TestMigrationsKeepRows:

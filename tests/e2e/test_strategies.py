@@ -44,7 +44,16 @@ async def test_a_bad_parameter_is_named_in_the_422(http: httpx.AsyncClient) -> N
     arbitrage = error(
         await http.post(STRATEGIES, json=named(strategy_type="arbitrage")), 422, "validation_failed"
     )
-    assert "two symbols" in arbitrage["message"]
+    assert [e["field"] for e in arbitrage["details"]["errors"]] == ["parameters.reference_symbol"]
+    untraded = error(
+        await http.post(
+            STRATEGIES,
+            json=named(strategy_type="arbitrage", parameters={"reference_symbol": "NOPE/USD"}),
+        ),
+        422,
+        "validation_failed",
+    )
+    assert "NOPE/USD" in untraded["message"]
     created = ok(await http.post(STRATEGIES, json=named(strategy_type="breakout")), 201)
     url = f"{STRATEGIES}/{created['id']}"
     refused = error(
@@ -114,3 +123,35 @@ async def test_a_period_past_the_bound_is_a_422_with_the_count(http: httpx.Async
         "validation_failed",
     )
     assert refused["details"]["candles"] > refused["details"]["max_candles"] == 200_000
+
+
+async def test_an_arbitrage_strategy_backtests_against_its_reference(
+    http: httpx.AsyncClient,
+) -> None:
+    created = ok(
+        await http.post(
+            STRATEGIES,
+            json=named(
+                strategy_type="arbitrage",
+                parameters={"reference_symbol": "eth-usd", "window": 30, "entry_z": 1.0},
+            ),
+        ),
+        201,
+    )
+    assert created["parameters"]["reference_symbol"] == "ETH/USD"
+    url = f"{STRATEGIES}/{created['id']}"
+    start = (datetime.now(UTC) - timedelta(hours=20)).isoformat()
+    body = {"symbol": "BTC/USD", "timeframe": "1m", "start": start}
+
+    run = ok(await http.post(f"{url}/backtest", json=body))
+
+    assert run["strategy_type"] == "arbitrage"
+    assert run["trades"], "a 1-sigma spread reverts often over 20 hours"
+    check = ok(await http.post(f"{url}/lookahead-check", json=body))
+    assert check["repainting"] is False
+    itself = error(
+        await http.post(f"{url}/backtest", json={**body, "symbol": "ETH/USD"}),
+        422,
+        "validation_failed",
+    )
+    assert "two symbols" in itself["message"]

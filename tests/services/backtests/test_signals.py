@@ -198,8 +198,8 @@ class TestParameters:
         assert kind_of(roc) == "momentum"
 
     def test_unknown_type_is_refused(self) -> None:
-        with pytest.raises(ValueError, match="arbitrage"):
-            parse_parameters("arbitrage", {})  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="custom"):
+            parse_parameters("custom", {})  # type: ignore[arg-type]
 
 
 # ---- no look-ahead ---------------------------------------------------------------------

@@ -95,9 +95,9 @@ class TestCreateStrategy:
         assert (await services.strategies.list_strategies(user)).count == 0
 
     def test_only_built_in_types_can_be_created(self) -> None:
-        with pytest.raises(ValidationError, match="two symbols' series") as info:
-            StrategyCreate.model_validate({"name": "a", "strategy_type": "arbitrage"})
-        assert "trend_following, mean_reversion, momentum, breakout" in str(info.value)
+        with pytest.raises(ValidationError, match="no built-in model") as info:
+            StrategyCreate.model_validate({"name": "a", "strategy_type": "ml_prediction"})
+        assert "trend_following, mean_reversion, momentum, breakout, arbitrage" in str(info.value)
         with pytest.raises(ValidationError, match="unknown strategy type 'grid'"):
             StrategyCreate.model_validate({"name": "a", "strategy_type": "grid"})
 
