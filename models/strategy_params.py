@@ -32,6 +32,14 @@ STRATEGY_KINDS: tuple[StrategyKind, ...] = (
 )
 
 
+def _exit_above_entry(value: float, info: ValidationInfo) -> float:
+    """A z-score rule's exit above its entry's mirror: else it would exit as it enters."""
+    entry = info.data.get("entry_z")
+    if entry is not None and value <= -entry:
+        raise ValueError(f"exit_z must be greater than -entry_z ({-entry})")
+    return value
+
+
 class TrendFollowingParams(InputModel):
     """Moving-average crossover: long while the fast average is above the slow one."""
 
@@ -56,13 +64,7 @@ class MeanReversionParams(InputModel):
     entry_z: float = Field(default=2.0, gt=0, le=10, allow_inf_nan=False)
     exit_z: float = Field(default=0.0, ge=-10, le=10, allow_inf_nan=False, validate_default=True)
 
-    @field_validator("exit_z")
-    @classmethod
-    def _above_entry(cls, value: float, info: ValidationInfo) -> float:
-        entry = info.data.get("entry_z")
-        if entry is not None and value <= -entry:
-            raise ValueError(f"exit_z must be greater than -entry_z ({-entry})")
-        return value
+    _above_entry = field_validator("exit_z")(_exit_above_entry)
 
 
 class RsiMomentumParams(InputModel):
@@ -113,13 +115,7 @@ class ArbitrageParams(InputModel):
     def _normalized(cls, value: str) -> str:
         return value.strip().upper().replace("-", "/")
 
-    @field_validator("exit_z")
-    @classmethod
-    def _above_entry(cls, value: float, info: ValidationInfo) -> float:
-        entry = info.data.get("entry_z")
-        if entry is not None and value <= -entry:
-            raise ValueError(f"exit_z must be greater than -entry_z ({-entry})")
-        return value
+    _above_entry = field_validator("exit_z")(_exit_above_entry)
 
 
 MomentumParams = RsiMomentumParams | RocMomentumParams

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
+
+import pytest
 
 from core.config import Settings
 from services.container import Services, build_services
@@ -32,3 +34,17 @@ async def started_at(settings: Settings, clock: datetime) -> AsyncIterator[Servi
         yield built
     finally:
         await built.registry.stop()
+
+
+# The market's clock in the strategies and backtests tests: its backfilled day before it
+# is their history.
+CLOCK = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def services(
+    make_settings: Callable[..., Settings], database_url: str
+) -> AsyncIterator[Services]:
+    """The quiet services on the test's database, the market's clock held at CLOCK."""
+    async with started_at(quiet_settings(make_settings, database_url), CLOCK) as built:
+        yield built

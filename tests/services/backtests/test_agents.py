@@ -27,7 +27,7 @@ from services.container import Services
 from services.paper_trading.matching import fee_for
 from tests.factories import create_user
 from tests.llm_server import Reply, ScriptedModel, serve
-from tests.services.quiet import quiet_settings, started_at
+from tests.services.quiet import started_at
 
 D = Decimal
 CLOCK = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
@@ -45,14 +45,6 @@ BUY_ALL = {
     "order_type": "market",
     "confidence_score": "0.9",
 }
-
-
-@pytest.fixture
-async def services(
-    make_settings: Callable[..., Settings], database_url: str
-) -> AsyncIterator[Services]:
-    async with started_at(quiet_settings(make_settings, database_url), CLOCK) as built:
-        yield built
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ it, and a strategy of it created, backtested and read live on the real services.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.config import Settings
 from core.exceptions import NotFoundError, ValidationFailedError
 from models.strategies import BacktestRequest, StrategyCreate
 from models.strategy_params import ArbitrageParams, kind_of, parse_parameters
@@ -25,7 +23,6 @@ from services.backtests.signals import Ohlcv, Signals, aligned, signals_for
 from services.backtests.vectorized import run_vectorized
 from services.container import Services
 from tests.factories import create_user
-from tests.services.quiet import quiet_settings, started_at
 
 CLOCK = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 D = Decimal
@@ -115,14 +112,6 @@ class TestOnTheContract:
         assert repr((fast.final_cash, fast.final_equity)) == repr(
             (slow.final_cash, slow.final_equity)
         )
-
-
-@pytest.fixture
-async def services(
-    make_settings: Callable[..., Settings], database_url: str
-) -> AsyncIterator[Services]:
-    async with started_at(quiet_settings(make_settings, database_url), CLOCK) as built:
-        yield built
 
 
 async def arbitrage(services: Services, user: uuid.UUID, **parameters: Any) -> uuid.UUID:

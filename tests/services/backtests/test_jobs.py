@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from core.config import Settings
 from core.exceptions import ConflictError, NotFoundError, ValidationFailedError
 from database.orm import BacktestRun
 from database.orm.types import utcnow
@@ -22,17 +20,8 @@ from models.strategies import BacktestRead, BacktestRequest, StrategyCreate, Str
 from services.backtests.jobs import INTERRUPTED, MAX_LIVE_PER_USER, MAX_RUNNING, Outcome, Report
 from services.container import Services
 from tests.factories import create_user
-from tests.services.quiet import quiet_settings, started_at
 
 CLOCK = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def services(
-    make_settings: Callable[..., Settings], database_url: str
-) -> AsyncIterator[Services]:
-    async with started_at(quiet_settings(make_settings, database_url), CLOCK) as built:
-        yield built
 
 
 @pytest.fixture

@@ -6,30 +6,19 @@ market's clock is fixed, its backfilled day the history."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from core.config import Settings
 from core.exceptions import NotFoundError, ValidationFailedError
 from models.lookahead import LookaheadRead, LookaheadRequest
 from models.strategies import MAX_BACKTEST_CANDLES, StrategyCreate
 from services.backtests.lookahead import lookahead_check
 from services.container import Services
 from tests.factories import create_user
-from tests.services.quiet import quiet_settings, started_at
 
 CLOCK = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def services(
-    make_settings: Callable[..., Settings], database_url: str
-) -> AsyncIterator[Services]:
-    async with started_at(quiet_settings(make_settings, database_url), CLOCK) as built:
-        yield built
 
 
 async def strategy_of(services: Services, **fields: Any) -> tuple[uuid.UUID, uuid.UUID]:

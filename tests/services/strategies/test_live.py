@@ -5,7 +5,6 @@ computed on the candles closed up to it; the others store nothing."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 
 from connectors.base import Candle
-from core.config import Settings
 from core.exceptions import NotFoundError, ValidationFailedError
 from models.agents import AgentCreate
 from models.enums import SignalAction, Timeframe
@@ -28,19 +26,10 @@ from services.market_data.history import closed_candles
 from services.strategies.live import HISTORY_CANDLES, LiveStrategy, history_candles, ohlcv_of
 from services.strategies.live import signal_row as row_of
 from tests.factories import create_user
-from tests.services.quiet import quiet_settings, started_at
 
 CLOCK = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 SYMBOL = "BTC/USD"
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-async def services(
-    make_settings: Callable[..., Settings], database_url: str
-) -> AsyncIterator[Services]:
-    async with started_at(quiet_settings(make_settings, database_url), CLOCK) as built:
-        yield built
 
 
 async def new_user(services: Services) -> uuid.UUID:

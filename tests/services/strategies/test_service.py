@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.config import Settings
 from core.exceptions import ConflictError, NotFoundError, ValidationFailedError
 from models.strategies import (
     MAX_BACKTEST_CANDLES,
@@ -27,19 +25,10 @@ from models.strategies import (
 from services.container import Services
 from services.strategies.service import equity_indices
 from tests.factories import create_strategy, create_user
-from tests.services.quiet import quiet_settings, started_at
 
 D = Decimal
 CLOCK = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 SYMBOL = "BTC/USD"
-
-
-@pytest.fixture
-async def services(
-    make_settings: Callable[..., Settings], database_url: str
-) -> AsyncIterator[Services]:
-    async with started_at(quiet_settings(make_settings, database_url), CLOCK) as built:
-        yield built
 
 
 async def new_user(services: Services) -> uuid.UUID:
