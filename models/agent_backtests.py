@@ -140,9 +140,9 @@ class AgentBacktestResult(AppModel):
     decisions: int
     actions: dict[str, int] = Field(
         description="Decisions by what came of them: buy, sell (filled), hold (hold, "
-        "analysis, risk_check), refused (by the agent's risk checks, or nothing to fill), "
-        "expired (a limit order the next candle did not reach), not_simulated (rebalance, "
-        "cancel, stop orders), error (no valid answer)."
+        "analysis, risk_check), refused (by the agent's risk checks or the user's trading "
+        "limits, or nothing to fill), expired (a limit order the next candle did not "
+        "reach), not_simulated (rebalance, cancel, stop orders), error (no valid answer)."
     )
     fills: list[AgentFillRead]
     trades: list[AgentTradeRead]

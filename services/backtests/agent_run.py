@@ -18,15 +18,18 @@ Each decision is made exactly as a live cycle makes it, on the simulated account
    whichever is better for the trader (no slippage); no such candle, or a limit not
    reached: the order expires. Every fill pays the taker fee (`fee_for`). A buy is cut
    to what the cash affords at the fill price; a sell to what is held; either below
-   the pair's minimum quantity or notional is refused. Stop orders, rebalances and
-   cancels are not simulated (counted as `not_simulated`).
+   the pair's minimum quantity or notional is refused, and so is one the user's active
+   trading limits refuse (services/risk/limits.py on the simulated account, as the paper
+   exchange's pre-trade check). Stop orders, rebalances and cancels are not simulated
+   (counted as `not_simulated`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal, localcontext
@@ -46,6 +49,8 @@ from services.backtests.point_in_time import GatedMarket
 from services.backtests.simulated_account import SimulatedAccount
 from services.paper_trading.fees import FeeRates
 from services.paper_trading.matching import MONEY_CONTEXT
+from services.risk.limits import breaches, evaluate
+from services.risk.state import AccountState, LimitRule, OrderIntent
 
 Progress = Callable[[int, int], Awaitable[None]]
 Cancelled = Callable[[], bool]
@@ -115,9 +120,15 @@ class AgentRun:
         config: AgentSettings,
         resolve: Callable[[Decision], str | None],
         observe: Observer | None = None,
+        limits: Sequence[LimitRule] = (),
+        account_id: uuid.UUID | None = None,
     ) -> None:
         """`resolve`: the decision's symbol as the market names it (None: none);
-        `observe`: handed each context before the model gets it."""
+        `observe`: handed each context before the model gets it; `limits`: the user's
+        active trading limits over the agent's account, checked before each fill."""
+        self._limits = tuple(limits)
+        self._account_id = account_id or uuid.uuid4()
+        self._peak: Decimal | None = None
         self._agent = agent
         self._resolve = resolve
         self._currency = quote_currency
@@ -168,6 +179,7 @@ class AgentRun:
     def _view(self, at: datetime, marks: dict[str, Decimal]) -> AccountView:
         account = self.account
         equity = account.equity(marks)
+        self._peak = equity if self._peak is None else max(self._peak, equity)
         day = (at.year, at.month, at.day)
         if day != self._day:
             self._day, self._day_start = day, equity
@@ -277,9 +289,35 @@ class AgentRun:
             quantity = _floor(min(planned.quantity, self.account.held(symbol)), rules.step_size)
         if quantity <= 0 or quantity < rules.min_quantity or quantity * price < rules.min_notional:
             return "refused", "rejected"
+        if self._limited(symbol, side, quantity * price, order_type, at):
+            return "refused", "rejected"
         fill = self.account.buy if side is OrderSide.BUY else self.account.sell
         fill(symbol, quantity, price, fee, time=candle.open_time, decided_at=at)
         return side.value, "executed"
+
+    def _limited(
+        self, symbol: str, side: OrderSide, notional: Decimal, order_type: OrderType, at: datetime
+    ) -> bool:
+        """Whether one of the user's trading limits refuses the order, measured on the
+        simulated account at the decision's marks as the paper exchange's pre-trade check
+        measures a real one (services/risk/limits.py); nothing rests here, so no order
+        is open."""
+        if not self._limits:
+            return False
+        marks = self.marks(at)
+        exposures = {}
+        for held, lot in self.account.lots.items():
+            with localcontext(MONEY_CONTEXT):
+                exposures[held] = lot.quantity * marks.get(held, lot.average_price)
+        state = AccountState(
+            account_id=self._account_id,
+            equity=self.account.equity(marks),
+            day_start_equity=self._day_start,
+            peak_equity=self._peak,
+            exposures=exposures,
+        )
+        intent = OrderIntent(symbol, side, notional, rests=order_type is not OrderType.MARKET)
+        return bool(breaches(evaluate(state, self._limits, intent)))
 
     def _fill_price(
         self, side: OrderSide, order_type: OrderType, limit: Decimal | None, candle: Candle

@@ -35,6 +35,7 @@ from database.orm import Agent, TradingAccount
 from database.orm.types import utcnow
 from database.repositories import agents as agents_repo
 from database.repositories import backtest_runs as run_repo
+from database.repositories import risk as risk_repo
 from models.agent_backtests import (
     AgentBacktestEstimate,
     AgentBacktestRead,
@@ -86,6 +87,7 @@ from services.llm.service import LLMService
 from services.market_data.service import MarketDataService
 from services.paper_trading.fees import FeeRates
 from services.portfolio.service import PortfolioService
+from services.risk.gate import rule_of
 from services.strategies.service import equity_indices
 from utils.candles import timeframe_delta
 
@@ -215,6 +217,9 @@ class AgentBacktester:
     ) -> AgentBacktestRead:
         async with self._database.database.read() as session:
             agent, account = await agents_repo.find_owned(session, agent_id, user_id=user_id)
+            limits = await risk_repo.limits_of(
+                session, user_id=user_id, account_id=account.id, active=True
+            )
         symbols = self._symbols(agent, request.symbols)
         timeframe = self._config.candle_timeframe
         delta = timeframe_delta(timeframe)
@@ -265,6 +270,8 @@ class AgentBacktester:
             config=self._config,
             resolve=self._resolve,
             observe=observe,
+            limits=[rule_of(limit) for limit in limits],
+            account_id=account.id,
         )
         estimate = self._estimate(run, answers, times, interval)
         if request.estimate_only:

@@ -23,6 +23,7 @@ from database.seeds.catalog import SIMULATED_EXCHANGE
 from models.agent_backtests import AgentBacktestRead, AgentBacktestRequest
 from models.agents import AgentCreate
 from models.decisions import AgentContext
+from models.risk import LimitCreate, LimitType
 from services.container import Services
 from services.paper_trading.matching import fee_for
 from tests.factories import create_user
@@ -228,6 +229,24 @@ class TestRiskLimits:
         assert result.actions == {"refused": 12}
         assert result.fills == []
         assert result.final_equity == D(10000)
+
+    async def test_the_users_trading_limits_refuse_as_the_paper_exchange_would(
+        self, services: Services
+    ) -> None:
+        user, agent = await new_agent(services)
+        free = await services.agent_backtests.backtest(user, agent, request())
+        assert free.result is not None
+        assert free.result.fills, "the aggressive local agent trades without a limit"
+        await services.risk.create_limit(
+            user, LimitCreate(limit_type=LimitType.ORDER_NOTIONAL, limit_value=D(1))
+        )
+
+        limited = await services.agent_backtests.backtest(user, agent, request())
+
+        assert limited.result is not None
+        assert limited.result.fills == []
+        assert limited.result.actions["refused"] > free.result.actions.get("refused", 0)
+        assert limited.result.final_equity == D(10000)
 
 
 class TestModelCache:
