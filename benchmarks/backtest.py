@@ -8,7 +8,7 @@ following one (SMA 50 over SMA 200); costs are the simulated BTC/USD pair's (20 
 taker fee, quantity step 0.00001) plus 1 bps of slippage and a tenth of each fill
 candle's range, all-in from 100,000 USD.
 
-One fast-path measurement is what `BacktestService.run` does once it has the candles
+One fast-path measurement is what `BacktestService.execute` does once it has the candles
 in memory: the float series for the signals, the strategy's signals (position,
 strength, confidence per candle), then `run_vectorized` (the fills, the exact integer
 ledger, the equity curve, the metrics). Its median and worst of `--runs` are printed,

@@ -78,7 +78,8 @@ class _Job:
     running: bool = False
     reason: str = "cancelled by its owner"
     task: asyncio.Task[None] | None = None
-    reported: float = 0.0
+    # The share last written (None before the first report, which is always written).
+    reported: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -275,9 +276,9 @@ class BacktestJobs:
         if job.cancelled:
             raise RunCancelledError
         share = min(max(share, 0.0), 1.0)
-        if share - job.reported < PROGRESS_STEP and share < 1.0 and job.reported > 0.0:
+        if job.reported is not None and share - job.reported < PROGRESS_STEP and share < 1.0:
             return
-        job.reported = max(share, 1e-9)
+        job.reported = share
         await self._update(job, stage=stage, progress=Decimal(repr(round(share, 4))))
 
     async def _end(self, job: _Job, status: BacktestStatus, error: str) -> None:

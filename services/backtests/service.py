@@ -1,9 +1,10 @@
 """Backtests of a built-in strategy over a symbol's closed candles.
 
-`BacktestService.run` reads the candles through the market data service (paged past its
-1,000-candle limit), computes the strategy's signals (services/backtests/signals.py)
-and runs one of the two engines on them, off the event loop: the reference loop
-(engine.py) or the vectorised fast path (vectorized.py), whose trades are identical.
+`BacktestService.prepare` checks a run; `execute` reads the candles through the market
+data service (paged past its 1,000-candle limit), computes the strategy's signals
+(services/backtests/signals.py) and runs one of the two engines on them, off the event
+loop: the reference loop (engine.py) or the vectorised fast path (vectorized.py), whose
+trades are identical.
 The rules of fills, costs and money are in docs/backtests.md.
 
 Only closed candles are read: those lying wholly within [start, end) and closed by the
@@ -149,43 +150,6 @@ class BacktestService:
 
     async def health(self) -> ServiceHealth:
         return ServiceHealth.healthy("ready", runs=self.runs)
-
-    async def run(
-        self,
-        params: StrategyParams,
-        *,
-        symbol: str,
-        timeframe: str,
-        start: datetime,
-        end: datetime | None = None,
-        initial_cash: Decimal,
-        fee_bps: Decimal | None = None,
-        slippage_bps: Decimal = Decimal(0),
-        slippage_range_share: Decimal = Decimal(0),
-        fill: FillTiming = "next_open",
-        engine: EngineName = "vectorized",
-        max_candles: int | None = None,
-        progress: Progress | None = None,
-        source: Source = "market",
-    ) -> BacktestRun:
-        """Backtests the strategy on the symbol's closed candles in [start, end) (end:
-        the market's clock): `prepare` then `execute`."""
-        plan = self.prepare(
-            params,
-            symbol=symbol,
-            timeframe=timeframe,
-            start=start,
-            end=end,
-            initial_cash=initial_cash,
-            fee_bps=fee_bps,
-            slippage_bps=slippage_bps,
-            slippage_range_share=slippage_range_share,
-            fill=fill,
-            engine=engine,
-            max_candles=max_candles,
-            source=source,
-        )
-        return await self.execute(plan, progress=progress)
 
     def prepare(
         self,

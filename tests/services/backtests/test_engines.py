@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ from services.backtests.engine import (
     Trade,
     run_reference,
 )
-from services.backtests.service import BacktestService
+from services.backtests.service import BacktestRun, BacktestService
 from services.backtests.signals import signals_for
 from services.backtests.vectorized import run_vectorized
 from services.container import Services
@@ -370,6 +371,13 @@ def backtests(services: Services) -> BacktestService:
     return BacktestService(services.market_data)
 
 
+async def run_backtest(
+    backtests: BacktestService, params: StrategyParams, **checks: Any
+) -> BacktestRun:
+    """What a route does: the checks, then the run."""
+    return await backtests.execute(backtests.prepare(params, **checks))
+
+
 class TestBacktestService:
     async def test_reads_every_closed_candle_past_the_page_limit(
         self, backtests: BacktestService
@@ -390,8 +398,8 @@ class TestBacktestService:
             "initial_cash": D(10_000),
             "slippage_bps": D(1),
         }
-        fast = await backtests.run(CROSSOVER, engine="vectorized", **kwargs)  # type: ignore[arg-type]
-        reference = await backtests.run(CROSSOVER, engine="reference", **kwargs)  # type: ignore[arg-type]
+        fast = await run_backtest(backtests, CROSSOVER, engine="vectorized", **kwargs)
+        reference = await run_backtest(backtests, CROSSOVER, engine="reference", **kwargs)
         assert fast.symbol == SYMBOL
         assert len(fast.series) == 1440
         assert fast.config.fee_bps == 20  # the pair's taker rate
@@ -403,7 +411,8 @@ class TestBacktestService:
         assert_identical(fast.result, direct)
 
     async def test_end_bounds_the_period(self, backtests: BacktestService) -> None:
-        run = await backtests.run(
+        run = await run_backtest(
+            backtests,
             CROSSOVER,
             symbol=SYMBOL,
             timeframe="1h",
@@ -418,19 +427,24 @@ class TestBacktestService:
     async def test_refuses_what_it_cannot_run(self, backtests: BacktestService) -> None:
         start = START - timedelta(hours=5)
         with pytest.raises(NotFoundError):
-            await backtests.run(
-                CROSSOVER, symbol="NOPE/USD", timeframe="1m", start=start, initial_cash=D(1)
+            await run_backtest(
+                backtests,
+                CROSSOVER,
+                symbol="NOPE/USD",
+                timeframe="1m",
+                start=start,
+                initial_cash=D(1),
             )
         with pytest.raises(ValidationFailedError) as info:
-            await backtests.run(
-                CROSSOVER, symbol=SYMBOL, timeframe="1m", start=start, initial_cash=D(-5)
+            await run_backtest(
+                backtests, CROSSOVER, symbol=SYMBOL, timeframe="1m", start=start, initial_cash=D(-5)
             )
         assert info.value.details == {"field": "initial_cash"}
         with pytest.raises(ValidationFailedError, match="no closed"):
-            await backtests.run(
-                CROSSOVER, symbol=SYMBOL, timeframe="1d", start=START, initial_cash=D(1)
+            await run_backtest(
+                backtests, CROSSOVER, symbol=SYMBOL, timeframe="1d", start=START, initial_cash=D(1)
             )
         with pytest.raises(ValidationFailedError, match="timeframe"):
-            await backtests.run(
-                CROSSOVER, symbol=SYMBOL, timeframe="2m", start=start, initial_cash=D(1)
+            await run_backtest(
+                backtests, CROSSOVER, symbol=SYMBOL, timeframe="2m", start=start, initial_cash=D(1)
             )
